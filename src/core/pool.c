@@ -1,0 +1,103 @@
+/* Fork-join thread pool: tern_pool_run() splits n work items over the pool's threads and
+ * returns when all are done. The calling thread works too, so a pool of T has T-1 workers. */
+#include "core/core.h"
+#include <pthread.h>
+
+struct tern_pool {
+    int nthreads;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t start, done;
+    void (*fn)(void *, int, int);
+    void *arg;
+    int n, next, pending, generation, quit;
+};
+
+/* Take items until none are left; returns when the current job has no unclaimed items. */
+static void work(tern_pool *p) {
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        int i = p->next < p->n ? p->next++ : -1;
+        pthread_mutex_unlock(&p->mu);
+        if (i < 0) return;
+        p->fn(p->arg, i, p->n);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0) pthread_cond_broadcast(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static void *worker(void *v) {
+    tern_pool *p = v;
+    int seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->quit && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
+        if (p->quit) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        work(p);
+    }
+}
+
+tern_pool *tern_pool_create(int nthreads) {
+    tern_pool *p = tern_calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->nthreads = nthreads < 1 ? 1 : nthreads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (p->nthreads > 1) {
+        p->threads = tern_calloc((size_t)p->nthreads - 1, sizeof *p->threads);
+        if (!p->threads) {
+            free(p);
+            return NULL;
+        }
+        for (int i = 0; i < p->nthreads - 1; i++)
+            if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
+                p->nthreads = i + 1; /* run with what we got */
+                break;
+            }
+    }
+    return p;
+}
+
+int tern_pool_size(const tern_pool *p) { return p ? p->nthreads : 1; }
+
+void tern_pool_run(tern_pool *p, void (*fn)(void *arg, int i, int n), void *arg, int n) {
+    if (n <= 0) return;
+    if (!p || p->nthreads == 1 || n == 1) {
+        for (int i = 0; i < n; i++) fn(arg, i, n);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->arg = arg;
+    p->n = n;
+    p->next = 0;
+    p->pending = n;
+    p->generation++;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    work(p);
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void tern_pool_free(tern_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads - 1; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->done);
+    free(p->threads);
+    free(p);
+}

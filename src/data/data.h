@@ -1,0 +1,44 @@
+/* Datasets and images: what the evaluator and the calibrator read.
+ * Every image reaches the engines as raw 8-bit pixels, planar CHW (c, h, w), RGB unless the
+ * preprocessing asks for BGR. Normalisation (mean/std) is NOT applied here: it belongs to the
+ * model's input spec (the FP32 path applies it, the quantizer folds it into the first conv). */
+#ifndef TERN_DATA_H
+#define TERN_DATA_H
+#include "core/core.h"
+
+/* How a decoded image becomes the network's input. */
+typedef struct tern_preproc {
+    int resize_short;   /* >0: resize so the shorter side is this (darknet bilinear, see data.c) */
+    int crop_h, crop_w; /* >0: centre crop to this size (after resize) */
+    int bgr;            /* 1: channel order B,G,R instead of R,G,B */
+} tern_preproc;
+
+/* A labelled set of images of one size. */
+typedef struct tern_dataset tern_dataset;
+
+/* Open a dataset:
+ *  - a CIFAR-10 binary file (records of 1 label byte + 3072 pixel bytes, 32x32x3 planar);
+ *  - a folder of images (JPEG/PNG/BMP...), sorted by file name; with `labels` (a file of one
+ *    class id per line, e.g. WordNet ids) the label of `n01440764_tench.JPEG` is the line index
+ *    of the file name's prefix before the first '_' (or '.'); without it labels are -1.
+ * Images in a folder are decoded lazily by tern_dataset_read() with `pp`; all must end up the
+ * same size (crop), else reading the odd one fails with a message naming the file. */
+enum tern_status tern_dataset_open(const char *path, const char *labels, const tern_preproc *pp,
+                                   tern_dataset **out);
+int tern_dataset_count(const tern_dataset *ds);
+/* Image size of every item (for a folder: from the preprocessing, or the first image). */
+void tern_dataset_dims(const tern_dataset *ds, int *c, int *h, int *w);
+/* Read item i: pixels into chw (c*h*w bytes), label into *label (may be NULL). */
+enum tern_status tern_dataset_read(tern_dataset *ds, int i, uint8_t *chw, int *label);
+/* Name of item i (file name, or "record i"). */
+const char *tern_dataset_item_name(const tern_dataset *ds, int i, char *buf, size_t n);
+void tern_dataset_free(tern_dataset *ds);
+
+/* Decode one image file and preprocess it. *chw is malloc'ed (c=3 always). */
+enum tern_status tern_image_load(const char *path, const tern_preproc *pp, uint8_t **chw, int *h, int *w);
+
+/* Read a text file of one name per line (class names, label ids). */
+enum tern_status tern_lines_load(const char *path, char ***lines, int *n);
+void tern_lines_free(char **lines, int n);
+
+#endif
