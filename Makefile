@@ -12,7 +12,7 @@ else
   OPT   := -O2 -g
 endif
 CFLAGS  += $(CSTD) $(WARN) $(INC) $(OPT) -pthread
-LDLIBS  := -lprotobuf-c -lopenblas -lm -lpthread
+LDLIBS  := -lprotobuf-c -lopenblas -lstb -lm -lpthread
 LDFLAGS += $(filter -fsanitize=%,$(OPT))
 
 ISA_avx2       := -mavx2 -mfma
