@@ -8,7 +8,7 @@
 
 /* How a decoded image becomes the network's input. */
 typedef struct tern_preproc {
-    int resize_short;   /* >0: resize so the shorter side is this (darknet bilinear, see data.c) */
+    int resize_short;   /* >0: resize so the shorter side is this (darknet bilinear, see image.c) */
     int crop_h, crop_w; /* >0: centre crop to this size (after resize) */
     int bgr;            /* 1: channel order B,G,R instead of R,G,B */
 } tern_preproc;
@@ -28,7 +28,8 @@ enum tern_status tern_dataset_open(const char *path, const char *labels, const t
 int tern_dataset_count(const tern_dataset *ds);
 /* Image size of every item (for a folder: from the preprocessing, or the first image). */
 void tern_dataset_dims(const tern_dataset *ds, int *c, int *h, int *w);
-/* Read item i: pixels into chw (c*h*w bytes), label into *label (may be NULL). */
+/* Read item i: pixels into chw (c*h*w bytes), label into *label (may be NULL).
+ * Safe to call from several threads at once on the same dataset (distinct chw buffers). */
 enum tern_status tern_dataset_read(tern_dataset *ds, int i, uint8_t *chw, int *label);
 /* Name of item i (file name, or "record i"). */
 const char *tern_dataset_item_name(const tern_dataset *ds, int i, char *buf, size_t n);
@@ -36,6 +37,21 @@ void tern_dataset_free(tern_dataset *ds);
 
 /* Decode one image file and preprocess it. *chw is malloc'ed (c=3 always). */
 enum tern_status tern_image_load(const char *path, const tern_preproc *pp, uint8_t **chw, int *h, int *w);
+
+/* Size of an image file from its header, without decoding it. */
+enum tern_status tern_image_size(const char *path, int *h, int *w);
+
+/* The preprocessing steps on their own (tern_image_load and the datasets use them).
+ * tern_preproc_dims: an h x w image becomes rh x rw after the resize and oh x ow after the crop
+ * (any output pointer may be NULL); fails if the crop does not fit. `what` names the image in
+ * error messages. pp may be NULL (no preprocessing). */
+enum tern_status tern_preproc_dims(const tern_preproc *pp, const char *what, int h, int w,
+                                   int *rh, int *rw, int *oh, int *ow);
+/* Preprocess 3-channel 8-bit pixels, pixel (c, y, x) at in[c*cs + y*ys + x*xs] (so HWC and CHW
+ * inputs both work), into out[3][oh][ow]; oh, ow must be what tern_preproc_dims gives. */
+enum tern_status tern_preproc_apply(const tern_preproc *pp, const char *what, const uint8_t *in,
+                                    int h, int w, size_t cs, size_t ys, size_t xs, uint8_t *out,
+                                    int oh, int ow);
 
 /* Read a text file of one name per line (class names, label ids). */
 enum tern_status tern_lines_load(const char *path, char ***lines, int *n);
