@@ -39,7 +39,7 @@ enum tern_status tern_error_prefix(enum tern_status st, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, last_error, sizeof old);
-    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+    snprintf(last_error, sizeof last_error, "%.500s: %.500s", prefix, old);
     return st;
 }
 

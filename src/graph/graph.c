@@ -1,0 +1,121 @@
+/* Graph building, freeing and small queries. */
+#include "graph/graph.h"
+#include <string.h>
+
+tern_graph *tern_graph_new(const char *path) {
+    tern_graph *g = tern_calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->path = tern_strdup(path ? path : "<memory>");
+    g->input = g->output = -1;
+    if (!g->path) {
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+int tern_graph_add_value(tern_graph *g, const char *name) {
+    if (g->nvalues == g->cap_values) {
+        int cap = g->cap_values ? 2 * g->cap_values : 64;
+        tern_value *v = realloc(g->values, (size_t)cap * sizeof *v);
+        if (!v) {
+            tern_errorf(TERN_STATUS_NOMEM, "out of memory growing the graph");
+            return -1;
+        }
+        g->values = v;
+        g->cap_values = cap;
+    }
+    tern_value *v = &g->values[g->nvalues];
+    memset(v, 0, sizeof *v);
+    v->dtype = TERN_DTYPE_F32;
+    v->name = tern_strdup(name ? name : "");
+    if (!v->name) return -1;
+    return g->nvalues++;
+}
+
+int tern_graph_find_value(const tern_graph *g, const char *name) {
+    for (int i = g->nvalues - 1; i >= 0; i--)
+        if (strcmp(g->values[i].name, name) == 0) return i;
+    return -1;
+}
+
+tern_node *tern_graph_add_node(tern_graph *g, const char *name, enum tern_op op) {
+    if (g->nnodes == g->cap_nodes) {
+        int cap = g->cap_nodes ? 2 * g->cap_nodes : 64;
+        tern_node *n = realloc(g->nodes, (size_t)cap * sizeof *n);
+        if (!n) {
+            tern_errorf(TERN_STATUS_NOMEM, "out of memory growing the graph");
+            return NULL;
+        }
+        g->nodes = n;
+        g->cap_nodes = cap;
+    }
+    tern_node *n = &g->nodes[g->nnodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->name = tern_strdup(name ? name : "");
+    if (!n->name) return NULL;
+    for (int i = 0; i < TERN_MAX_IN; i++) n->in[i] = -1;
+    n->out[0] = n->out[1] = -1;
+    g->nnodes++;
+    return n;
+}
+
+void tern_graph_free(tern_graph *g) {
+    if (!g) return;
+    for (int i = 0; i < g->nvalues; i++) {
+        free(g->values[i].name);
+        free(g->values[i].data);
+    }
+    for (int i = 0; i < g->nnodes; i++) free(g->nodes[i].name);
+    free(g->values);
+    free(g->nodes);
+    free(g->path);
+    free(g);
+}
+
+int64_t tern_value_numel(const tern_value *v) {
+    int64_t n = 1;
+    for (int i = 0; i < v->ndim; i++) n *= v->dims[i];
+    return n;
+}
+
+int64_t tern_value_numel_per_image(const tern_value *v) {
+    int64_t n = 1;
+    for (int i = 1; i < v->ndim; i++) n *= v->dims[i];
+    return n;
+}
+
+int tern_dtype_size(int dtype) { return dtype == TERN_DTYPE_I64 ? 8 : 4; }
+
+const char *tern_value_shape_str(const tern_value *v, char *buf, size_t n) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, n - k, "[");
+    for (int i = 0; i < v->ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)v->dims[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+int tern_graph_consumers(const tern_graph *g, int v) {
+    int c = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            if (g->nodes[i].in[j] == v) c++;
+    if (g->output == v) c++;
+    return c;
+}
+
+int64_t tern_node_macs(const tern_graph *g, const tern_node *n) {
+    const tern_value *y = &g->values[n->out[0]];
+    if (n->op == TERN_OP_CONV) {
+        const tern_value *w = &g->values[n->in[1]];
+        return tern_value_numel_per_image(y) * w->dims[1] * w->dims[2] * w->dims[3];
+    }
+    if (n->op == TERN_OP_GEMM || n->op == TERN_OP_MATMUL) {
+        const tern_value *a = &g->values[n->in[0]];
+        int64_t k = n->op == TERN_OP_GEMM && n->a.trans_a ? a->dims[0] : a->dims[a->ndim - 1];
+        return tern_value_numel_per_image(y) * k;
+    }
+    return 0;
+}

@@ -1,0 +1,128 @@
+/* Graph passes run at import: shape inference with constant folding, BatchNorm folding into
+ * the preceding Conv, removal of Identity/Dropout, and pruning of dead nodes. */
+#include "graph/graph.h"
+#include <math.h>
+#include <string.h>
+
+static void compact(tern_graph *g, const char *dead) {
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        if (dead[i]) free(g->nodes[i].name);
+        else g->nodes[k++] = g->nodes[i];
+    }
+    g->nnodes = k;
+}
+
+static void replace_uses(tern_graph *g, int from, int to) {
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            if (g->nodes[i].in[j] == from) g->nodes[i].in[j] = to;
+    if (g->output == from) g->output = to;
+}
+
+enum tern_status tern_graph_infer_and_fold(tern_graph *g) {
+    char *dead = tern_calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
+    if (!dead) return TERN_STATUS_NOMEM;
+    enum tern_status st = TERN_STATUS_OK;
+    for (int i = 0; i < g->nnodes && !st; i++) {
+        tern_node *n = &g->nodes[i];
+        const tern_op_info *op = &tern_ops[n->op];
+        int all_const = 1;
+        for (int j = 0; j < n->nin; j++) {
+            if (n->in[j] < 0) continue;
+            tern_value *v = &g->values[n->in[j]];
+            if (!v->shape_known) {
+                st = tern_errorf(TERN_STATUS_FORMAT, "node %s (%s): input %s is not produced before use", n->name, op->name, v->name);
+                break;
+            }
+            if (!v->data) all_const = 0;
+        }
+        if (st) break;
+        st = op->infer(g, n);
+        if (st) break;
+        if (op->fold && (all_const || n->op == TERN_OP_SHAPE) && n->op != TERN_OP_CONV) {
+            st = op->fold(g, n);
+            dead[i] = 1;
+        } else if (!op->run_fp32) {
+            st = tern_errorf(TERN_STATUS_UNSUPPORTED, "node %s (%s): only supported on constant inputs (shape subgraphs); here it reads an activation", n->name, op->name);
+        }
+    }
+    if (!st) compact(g, dead);
+    free(dead);
+    return st;
+}
+
+enum tern_status tern_graph_fold_batchnorm(tern_graph *g) {
+    char *dead = tern_calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
+    if (!dead) return TERN_STATUS_NOMEM;
+    for (int i = 0; i < g->nnodes; i++) {
+        tern_node *bn = &g->nodes[i];
+        if (bn->op != TERN_OP_BATCHNORM) continue;
+        int x = bn->in[0];
+        tern_node *conv = NULL;
+        for (int j = 0; j < i; j++)
+            if (!dead[j] && g->nodes[j].out[0] == x && g->nodes[j].op == TERN_OP_CONV) conv = &g->nodes[j];
+        if (!conv || tern_graph_consumers(g, x) != 1 || tern_graph_consumers(g, conv->in[1]) != 1) continue;
+        tern_value *w = &g->values[conv->in[1]];
+        int64_t cout = w->dims[0], per = tern_value_numel(w) / cout;
+        const float *gamma = g->values[bn->in[1]].data, *beta = g->values[bn->in[2]].data;
+        const float *mean = g->values[bn->in[3]].data, *var = g->values[bn->in[4]].data;
+        if (conv->in[2] < 0 || tern_graph_consumers(g, conv->in[2]) != 1) {
+            char name[300];
+            snprintf(name, sizeof name, "%s.folded_bias", conv->name);
+            int b = tern_graph_add_value(g, name);
+            if (b < 0) { free(dead); return TERN_STATUS_NOMEM; }
+            bn = &g->nodes[i]; /* values array may have moved; nodes did not */
+            tern_value *bv = &g->values[b], *old = conv->in[2] >= 0 ? &g->values[conv->in[2]] : NULL;
+            bv->ndim = 1;
+            bv->dims[0] = cout;
+            bv->shape_known = 1;
+            bv->data = tern_calloc((size_t)cout, sizeof(float));
+            if (!bv->data) { free(dead); return TERN_STATUS_NOMEM; }
+            if (old) memcpy(bv->data, old->data, sizeof(float) * (size_t)cout);
+            conv->in[2] = b;
+            conv->nin = 3;
+            w = &g->values[conv->in[1]];
+        }
+        float *wd = w->data, *bd = g->values[conv->in[2]].data;
+        for (int64_t o = 0; o < cout; o++) {
+            float s = gamma[o] / sqrtf(var[o] + bn->a.epsilon);
+            for (int64_t k = 0; k < per; k++) wd[o * per + k] *= s;
+            bd[o] = (bd[o] - mean[o]) * s + beta[o];
+        }
+        conv->out[0] = bn->out[0];
+        dead[i] = 1;
+    }
+    compact(g, dead);
+    free(dead);
+    return TERN_STATUS_OK;
+}
+
+enum tern_status tern_graph_remove_identity(tern_graph *g) {
+    char *dead = tern_calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
+    if (!dead) return TERN_STATUS_NOMEM;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].op == TERN_OP_IDENTITY) {
+            replace_uses(g, g->nodes[i].out[0], g->nodes[i].in[0]);
+            dead[i] = 1;
+        }
+    compact(g, dead);
+    free(dead);
+    return TERN_STATUS_OK;
+}
+
+void tern_graph_prune(tern_graph *g) {
+    char *need = calloc((size_t)g->nvalues + 1, 1), *dead = calloc((size_t)g->nnodes + 1, 1);
+    if (!need || !dead) { free(need); free(dead); return; }
+    if (g->output >= 0) need[g->output] = 1;
+    for (int i = g->nnodes - 1; i >= 0; i--) {
+        tern_node *n = &g->nodes[i];
+        int used = 0;
+        for (int j = 0; j < n->nout; j++) used |= n->out[j] >= 0 && need[n->out[j]];
+        if (!used) { dead[i] = 1; continue; }
+        for (int j = 0; j < n->nin; j++) if (n->in[j] >= 0) need[n->in[j]] = 1;
+    }
+    compact(g, dead);
+    free(need);
+    free(dead);
+}

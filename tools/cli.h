@@ -1,0 +1,54 @@
+/* Shared pieces of the tern CLI: option parsing, models behind one interface (ONNX via the FP32
+ * executor, .tern via the integer engine), datasets, progress bar, top-k. */
+#ifndef TERN_CLI_H
+#define TERN_CLI_H
+#include "core/core.h"
+#include "data/data.h"
+#include <stdio.h>
+
+typedef struct cli_opts {
+    const char *data, *labels, *names, *out, *calib;
+    tern_preproc pp;
+    float mean[3], std[3];      /* FP32 input normalisation: (p/255 - mean) / std */
+    int have_pp;                /* resize/crop given explicitly */
+    int count, batch, threads, json, topk, quiet;
+    const char *preset;
+} cli_opts;
+
+void cli_opts_init(cli_opts *o);
+/* Parse one common option at argv[*i]; returns 1 if consumed (advancing *i), 0 if not ours,
+ * -1 on a bad value (message printed). */
+int cli_parse_common(cli_opts *o, int argc, char **argv, int *i);
+const char *cli_common_help(void);
+/* Apply --preset cifar|imagenet|darknet (or nothing). */
+int cli_apply_preset(cli_opts *o);
+
+/* A loaded model of either kind. */
+typedef struct cli_model cli_model;
+struct cli_model {
+    int c, h, w, nclasses;
+    const char *kind;           /* "fp32" or "int8" */
+    void *impl;
+    /* scores: [batch][nclasses]; float logits for FP32, int32 logits for the integer engine,
+     * both written as double for ranking and display. */
+    enum tern_status (*run)(cli_model *m, const uint8_t *pixels, int batch, double *scores);
+    void (*free)(cli_model *m);
+    const cli_opts *opts;
+};
+enum tern_status cli_model_load(const char *path, const cli_opts *o, cli_model **out);
+void cli_model_free(cli_model *m);
+
+/* Dataset with the model's input size; preprocessing defaults to resizing the shorter side to
+ * the model's input and centre-cropping when the dataset's images are of another size. */
+enum tern_status cli_dataset_open(const cli_opts *o, const cli_model *m, tern_dataset **ds);
+/* Indices of `count` items spread evenly over a dataset of n (count <= 0: all). */
+int *cli_subset(int n, int *count);
+
+void cli_progress(const char *what, int done, int total, double t0, int quiet);
+void cli_topk(const double *scores, int n, int k, int *idx);
+int cli_fail(const char *what);     /* prints "tern: what: <last error>", returns 1 */
+
+int cmd_info(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+#endif
