@@ -45,6 +45,8 @@ typedef struct tern_qconv {
     int qmin, qmax;               /* output clamp, within -128..127 or 0..255 */
     int in_signed;                /* input bytes are int8 (else uint8) */
     const uint8_t *pad_value;     /* [cin] stored byte used for padded taps; NULL means 0 */
+    int out_wide;                 /* output is int32 (the logits): clamp to int32, store 4 bytes
+                                     per element; only the reference kernel handles it */
 } tern_qconv;
 
 static inline int tern_qconv_nclusters(const tern_qconv *c) {
