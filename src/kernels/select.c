@@ -1,0 +1,16 @@
+/* Which conv kernel runs a given conv: the fastest one the ISA level allows that handles it.
+ * Portable file (no ISA flags): it only names kernels, it never calls one. */
+#include "kernels/kernels.h"
+
+extern const tern_conv_kernel tern_conv_t2_3x16__avx2, tern_conv_t4_3x16__avx2, tern_conv_w8_3x16__avx2;
+
+const tern_conv_kernel *tern_conv_kernel_select(const tern_qconv *c, enum tern_isa isa) {
+    if (isa >= TERN_ISA_AVX2) {
+        switch (c->wtype) {
+        case TERN_WTYPE_TERNARY: return &tern_conv_t2_3x16__avx2;
+        case TERN_WTYPE_INT4: return &tern_conv_t4_3x16__avx2;
+        case TERN_WTYPE_INT8: return &tern_conv_w8_3x16__avx2;
+        }
+    }
+    return &tern_conv_ref;
+}

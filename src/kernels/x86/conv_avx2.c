@@ -1,0 +1,485 @@
+/* AVX2 integer convolutions, bit-exact against conv_ref.
+ *
+ * Ternary and 4-bit codes (kind MADDUBS): the paper's per-cluster sum maps onto vpmaddubsw.
+ *   A "step" reads 4 input bytes (4 consecutive channels at one tap, broadcast to all lanes) and
+ *   multiplies them by 4 codes of each of 16 output channels: vpmaddubsw gives, per channel, two
+ *   s16 lanes (channels 0-1 and 2-3 of the step). vpaddw accumulates steps of one cluster in s16;
+ *   at the end of a "segment" vpmaddwd multiplies each lane by its cluster's scale and adds the
+ *   lane pair into the channel's s32 accumulator. That is acc += a_g * s_g exactly, because:
+ *   - a maddubs pair is at most 2*255*|code|: 510 for ternary, 3570 for 4-bit, so a segment of at
+ *     most 64 (ternary) or 9 (4-bit) steps keeps every s16 partial sum below 32767: no saturation,
+ *     no wrap. A cluster longer than that is split into several segments with the same scale;
+ *     a_g*(s1+s2) == a_g*s1 + a_g*s2 in int32 arithmetic modulo 2^32, which is what the reference
+ *     does (its uint32 sums), so the result is identical even if a broken model overflowed.
+ *   - codes outside the cluster (a cluster shorter than the 4-byte step, channel tails, padding
+ *     output channels) are packed as 0, so whatever bytes the step reads there contribute 0.
+ *   - N = 2: a step's two lane halves hold two different clusters, each with its own scale.
+ *   - signed input: bytes are xor'ed with 0x80 (x + 128, now unsigned) when rows are copied, and
+ *     -128 * sum_g a_g * sum(codes of g) is folded into the bias at pack time.
+ * 8-bit codes (kind MADD16): a maddubs pair could saturate (2*255*127 > 32767), so input rows are
+ *   widened to s16 when copied and a step is vpmaddwd of 2 channels x 16 output channels into s32;
+ *   each cluster (normally one per channel) is scaled with vpmulld when it ends.
+ *
+ * Register tile: 3 output pixels x 16 output channels (6 s16 or s32 partial sums, 6 s32
+ * accumulators, 2 weight vectors, 1 broadcast = 15 of 16 ymm). Weights are packed per block of 16
+ * output channels, steps in the order the kernel walks them, each segment followed by its scales,
+ * so a block is one sequential stream. Activations are NHWC so a step's 4 bytes are contiguous;
+ * there is no im2col: each output row gets a table of per-step pointers (row, tap, channel
+ * offset) and pixel i reads at pointer + i * stride * cin. Rows that need padding, the xor or the
+ * widening are copied once into a small ring of padded rows in scratch; plain unsigned rows
+ * without horizontal padding are read in place.
+ * Requantisation is tern_requant in 8 lanes: vpmuldq on even/odd lanes, a logical 64-bit shift is
+ * exact because the result fits in 32 bits, then a per-lane rounding shift with vpsravd. */
+#include "kernels/kernels.h"
+#include <immintrin.h>
+#include <limits.h>
+#include <string.h>
+
+enum { KIND_MADDUBS = 0, KIND_MADD16 = 1 };
+enum { MR = 3, NR = 16 };
+#define PARAM_BYTES (6 * NR * 4)   /* bias, mpos, mneg, shift, shift-1, round mask: int32 [16] each */
+
+typedef struct pk_hdr {
+    int32_t kind, elem;        /* elem: bytes per activation in the rows read (1, or 2 widened) */
+    int32_t nsteps, nseg;      /* per group (all groups share the plan) */
+    int32_t ncb;               /* blocks of 16 output channels per group */
+    int32_t direct_ok;         /* no step reads past channel cin-1 of its pixel */
+    int64_t blk_bytes;         /* one block: params, then per segment its steps' codes and scales */
+    int64_t off_step, off_seg, off_blk;
+} pk_hdr;
+
+typedef struct pk_step { int32_t tap, cb; } pk_step;   /* tap = ky*kw+kx; cb: first channel in group */
+
+#define A64(n) TERN_ALIGN_UP((size_t)(n), (size_t)64)
+
+static int max_seg_steps(const tern_qconv *c) {
+    return c->wtype == TERN_WTYPE_TERNARY ? 64 : c->wtype == TERN_WTYPE_INT4 ? 9 : INT_MAX;
+}
+static int kind_of(const tern_qconv *c) {
+    return c->wtype == TERN_WTYPE_INT8 ? KIND_MADD16 : KIND_MADDUBS;
+}
+
+/* The walk over one group's reduction: steps, their lane clusters and the segments.
+ * st/cl/segn may be NULL to count. cl[2*s+h]: cluster of lane half h of step s (-1: none). */
+static void plan(const tern_qconv *c, pk_step *st, int32_t *cl, int32_t *segn, int *pnsteps, int *pnseg) {
+    const int kind = kind_of(c), cing = c->cin / c->groups, N = c->cluster;
+    const int ncl = tern_qconv_nclusters(c), khw = c->kh * c->kw, maxs = max_seg_steps(c);
+    int ns = 0, nseg = 0;
+#define EMIT(t_, cb_, a_, b_)                                                  \
+    do {                                                                       \
+        if (st) { st[ns].tap = (t_); st[ns].cb = (cb_); cl[2 * ns] = (a_); cl[2 * ns + 1] = (b_); } \
+        ns++;                                                                  \
+    } while (0)
+#define CLOSE(n_) do { if (segn) segn[nseg] = (n_); nseg++; } while (0)
+    if (kind == KIND_MADDUBS && N == 2) {
+        /* two clusters per step: channels 2g,2g+1 in lane half 0, 2g+2,2g+3 in half 1 */
+        for (int g = 0; g < ncl; g += 2) {
+            int cnt = 0;
+            for (int t = 0; t < khw; t++) {
+                if (cnt == maxs) { CLOSE(cnt); cnt = 0; }
+                EMIT(t, 2 * g, g, g + 1 < ncl ? g + 1 : -1);
+                cnt++;
+            }
+            CLOSE(cnt);
+        }
+    } else {
+        const int per = kind == KIND_MADD16 ? 2 : 4;
+        for (int g = 0; g < ncl; g++) {
+            const int c0 = g * N, c1 = TERN_MIN(c0 + N, cing);
+            const int total = khw * ((c1 - c0 + per - 1) / per);
+            const int nsg = total <= maxs ? 1 : (total + maxs - 1) / maxs;
+            const int len = (total + nsg - 1) / nsg;   /* balanced segments */
+            int cnt = 0;
+            for (int t = 0; t < khw; t++)
+                for (int cb = c0; cb < c1; cb += per) {
+                    if (cnt == len) { CLOSE(cnt); cnt = 0; }
+                    EMIT(t, cb, g, g);
+                    cnt++;
+                }
+            CLOSE(cnt);
+        }
+    }
+#undef EMIT
+#undef CLOSE
+    *pnsteps = ns;
+    *pnseg = nseg;
+}
+
+static void layout(const tern_qconv *c, pk_hdr *H) {
+    int ns, nseg;
+    plan(c, NULL, NULL, NULL, &ns, &nseg);
+    const int coutg = c->cout / c->groups;
+    H->kind = kind_of(c);
+    H->elem = H->kind == KIND_MADD16 ? 2 : 1;
+    H->nsteps = ns;
+    H->nseg = nseg;
+    H->ncb = (coutg + NR - 1) / NR;
+    H->direct_ok = 0;
+    H->blk_bytes = (int64_t)PARAM_BYTES + (int64_t)(ns + nseg) * 64;
+    H->off_step = A64(sizeof(pk_hdr));
+    H->off_seg = H->off_step + A64((size_t)ns * sizeof(pk_step));
+    H->off_blk = H->off_seg + A64((size_t)nseg * sizeof(int32_t));
+}
+
+static size_t avx2_packed_size(const tern_qconv *c) {
+    pk_hdr H;
+    layout(c, &H);
+    return (size_t)H.off_blk + (size_t)c->groups * H.ncb * (size_t)H.blk_bytes;
+}
+
+static void avx2_pack(const tern_qconv *c, void *packed) {
+    pk_hdr *H = packed;
+    uint8_t *base = packed;
+    memset(H, 0, sizeof *H);
+    layout(c, H);
+    pk_step *st = (pk_step *)(base + H->off_step);
+    int32_t *segn = (int32_t *)(base + H->off_seg);
+    int32_t *cl = malloc(sizeof(int32_t) * 2 * (size_t)(H->nsteps ? H->nsteps : 1)); /* pack time only */
+    TERN_ASSERT(cl);
+    int ns, nseg;
+    plan(c, st, cl, segn, &ns, &nseg);
+    const int cing = c->cin / c->groups, coutg = c->cout / c->groups, khw = c->kh * c->kw;
+    const int ncl = tern_qconv_nclusters(c), N = c->cluster, per = H->kind == KIND_MADD16 ? 2 : 4;
+    int maxcb = 0;
+    for (int s = 0; s < ns; s++) maxcb = TERN_MAX(maxcb, st[s].cb + per);
+    H->direct_ok = H->kind == KIND_MADDUBS && maxcb <= cing;
+
+    for (int gi = 0; gi < c->groups; gi++)
+        for (int b = 0; b < H->ncb; b++) {
+            uint8_t *blk = base + H->off_blk + (size_t)(gi * H->ncb + b) * H->blk_bytes;
+            int32_t *P = (int32_t *)blk;
+            memset(blk, 0, (size_t)H->blk_bytes);
+            for (int j = 0; j < NR; j++) {
+                const int oj = b * NR + j;
+                if (oj >= coutg) continue;
+                const int o = gi * coutg + oj;
+                uint32_t bias = (uint32_t)c->bias[o];
+                if (H->kind == KIND_MADDUBS && c->in_signed) {
+                    /* the kernel sees x + 128: subtract 128 * sum_g a_g * sum(codes of g) */
+                    for (int g = 0; g < ncl; g++) {
+                        int32_t sw = 0;
+                        for (int ci = g * N; ci < TERN_MIN(g * N + N, cing); ci++)
+                            for (int t = 0; t < khw; t++) sw += c->w[((size_t)o * cing + ci) * khw + t];
+                        bias -= 128u * (uint32_t)(int32_t)c->cscale[(size_t)o * ncl + g] * (uint32_t)sw;
+                    }
+                }
+                const int sh = c->shift[o];
+                P[0 * NR + j] = (int32_t)bias;
+                P[1 * NR + j] = c->mpos[o];
+                P[2 * NR + j] = c->mneg[o];
+                P[3 * NR + j] = sh;
+                P[4 * NR + j] = sh > 0 ? sh - 1 : 0;
+                P[5 * NR + j] = sh > 0 ? 1 : 0;
+            }
+            uint8_t *q = blk + PARAM_BYTES;
+            int s = 0;
+            for (int sg = 0; sg < nseg; sg++) {
+                const int s0 = s;
+                for (; s < s0 + segn[sg]; s++, q += 64)
+                    for (int j = 0; j < NR; j++) {
+                        const int oj = b * NR + j;
+                        if (oj >= coutg) continue;
+                        const int8_t *wo = c->w + (size_t)(gi * coutg + oj) * cing * khw;
+                        for (int k = 0; k < per; k++) {
+                            const int ci = st[s].cb + k;
+                            const int g = cl[2 * s + (per == 4 ? k / 2 : 0)];
+                            if (g < 0 || ci >= cing || ci / N != g) continue;
+                            const int8_t code = wo[(size_t)ci * khw + st[s].tap];
+                            if (H->kind == KIND_MADDUBS) ((int8_t *)q)[j * 4 + k] = code;
+                            else ((int16_t *)q)[j * 2 + k] = code;
+                        }
+                    }
+                /* the segment's scales */
+                for (int j = 0; j < NR; j++) {
+                    const int oj = b * NR + j;
+                    if (oj >= coutg) continue;
+                    const int16_t *cs = c->cscale + (size_t)(gi * coutg + oj) * ncl;
+                    if (H->kind == KIND_MADDUBS)
+                        for (int h = 0; h < 2; h++) {
+                            const int g = cl[2 * s0 + h];
+                            ((int16_t *)q)[j * 2 + h] = g < 0 ? 0 : cs[g];
+                        }
+                    else
+                        ((int32_t *)q)[j] = cs[cl[2 * s0]];
+                }
+                q += 64;
+            }
+        }
+    free(cl);
+}
+
+/* Rows: the padded row covers input columns -pad_l .. -pad_l+wp-1 and has 64 bytes of slack so a
+ * step may read up to 3 elements past the last channel. */
+static int row_w(const tern_qconv *c, int w) {
+    const int ow = tern_qconv_out_w(c, w);
+    return (ow - 1) * c->sw + (c->kw - 1) * c->dw + 1;
+}
+static size_t row_bytes(const tern_qconv *c, int w) {
+    const size_t elem = c->wtype == TERN_WTYPE_INT8 ? 2 : 1;
+    return A64((size_t)row_w(c, w) * c->cin * elem + 64);
+}
+static int n_slots(const tern_qconv *c) { return (c->kh - 1) * c->dh + 1; }
+
+static size_t avx2_scratch_size(const tern_qconv *c, int w) {
+    int ns, nseg;
+    plan(c, NULL, NULL, NULL, &ns, &nseg);
+    const int khw = c->kh * c->kw;
+    return A64((size_t)ns * sizeof(void *)) + A64((size_t)khw * sizeof(void *)) +
+           A64((size_t)c->kh * sizeof(void *)) + A64((size_t)n_slots(c) * sizeof(int)) +
+           (size_t)(n_slots(c) + 1) * row_bytes(c, w);
+}
+
+/* Copy input row xr (w pixels, or NULL for a row of padding) into a padded row. */
+static void fill_row(const tern_qconv *c, int kind, const uint8_t *xr, int w, int wp, uint8_t *dst, size_t bytes) {
+    const int cin = c->cin;
+    const uint8_t xo = c->in_signed ? 0x80 : 0;
+    for (int j = 0; j < wp; j++) {
+        const int ix = j - c->pad_l;
+        const int inside = xr && ix >= 0 && ix < w;
+        const uint8_t *src = inside ? xr + (size_t)ix * cin : c->pad_value;
+        if (kind == KIND_MADDUBS) {
+            uint8_t *d = dst + (size_t)j * cin;
+            if (!src) memset(d, xo, (size_t)cin);
+            else if (!xo) memcpy(d, src, (size_t)cin);
+            else for (int k = 0; k < cin; k++) d[k] = src[k] ^ xo;
+        } else {
+            int16_t *d = (int16_t *)dst + (size_t)j * cin;
+            if (!src) memset(d, 0, (size_t)cin * 2);
+            else if (c->in_signed) for (int k = 0; k < cin; k++) d[k] = (int8_t)src[k];
+            else for (int k = 0; k < cin; k++) d[k] = src[k];
+        }
+    }
+    const size_t used = (size_t)wp * cin * (kind == KIND_MADD16 ? 2 : 1);
+    memset(dst + used, 0, bytes - used);
+}
+
+static inline __m256i bcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* tern_requant on 8 lanes. */
+static inline __m256i requant8(__m256i acc, const int32_t *P, int j8, __m256i qmin, __m256i qmax) {
+    const __m256i mpos = _mm256_load_si256((const __m256i *)(P + 1 * NR + j8));
+    const __m256i mneg = _mm256_load_si256((const __m256i *)(P + 2 * NR + j8));
+    const __m256i sh = _mm256_load_si256((const __m256i *)(P + 3 * NR + j8));
+    const __m256i sh1 = _mm256_load_si256((const __m256i *)(P + 4 * NR + j8));
+    const __m256i rm = _mm256_load_si256((const __m256i *)(P + 5 * NR + j8));
+    const __m256i m = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(mpos),
+                                                           _mm256_castsi256_ps(mneg),
+                                                           _mm256_castsi256_ps(acc)));
+    const __m256i half = _mm256_set1_epi64x((int64_t)1 << 30);
+    const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(acc, m), half);
+    const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), _mm256_srli_epi64(m, 32)), half);
+    /* (p + 2^30) >> 31 fits in 32 bits, so its low dword is bits 31..62 of p: a logical shift
+     * gives the same bits as the arithmetic one. Odd lanes go to the high dword by shifting left 1. */
+    __m256i v = _mm256_blend_epi32(_mm256_srli_epi64(pe, 31), _mm256_slli_epi64(po, 1), 0xAA);
+    /* (v + 2^(s-1)) >> s == (v >> s) + ((v >> (s-1)) & 1), without the int32 overflow */
+    v = _mm256_add_epi32(_mm256_srav_epi32(v, sh), _mm256_and_si256(_mm256_srav_epi32(v, sh1), rm));
+    return _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
+}
+
+typedef struct run_ctx {
+    const uint8_t *const *sp;  /* per step: address of its bytes for pixel 0 of the row */
+    const int32_t *segn;
+    int nseg;
+    int cout, out_signed;
+    __m256i qmin, qmax;
+} run_ctx;
+
+/* Requantise a 3x16 tile and store n pixels x nc channels. */
+static inline void store_tile(const run_ctx *X, __m256i acc[MR][2], const int32_t *P, uint8_t *y, int n, int nc) {
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+#pragma GCC unroll 3
+    for (int i = 0; i < MR; i++) {
+        if (i >= n) break;
+        const __m256i r0 = requant8(acc[i][0], P, 0, X->qmin, X->qmax);
+        const __m256i r1 = requant8(acc[i][1], P, 8, X->qmin, X->qmax);
+        const __m256i t = _mm256_packs_epi32(r0, r1);   /* exact: values are within -128..255 */
+        const __m256i u = X->out_signed ? _mm256_packs_epi16(t, t) : _mm256_packus_epi16(t, t);
+        const __m128i o = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(u, perm));
+        uint8_t *d = y + (size_t)i * X->cout;
+        if (nc == NR) _mm_storeu_si128((__m128i *)d, o);
+        else {
+            uint8_t tmp[16];
+            _mm_storeu_si128((__m128i *)tmp, o);
+            memcpy(d, tmp, (size_t)nc);
+        }
+    }
+}
+
+/* 3 pixels x 16 channels, ternary / 4-bit codes. o0..o2: byte offsets of the pixels from the
+ * step pointers. */
+static void ukr_maddubs(const run_ctx *X, const uint8_t *blk, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2,
+                        uint8_t *y, int n, int nc) {
+    const int32_t *P = (const int32_t *)blk;
+    const int8_t *wp = (const int8_t *)(blk + PARAM_BYTES);
+    const uint8_t *const *sp = X->sp;
+    __m256i acc[MR][2];
+    const __m256i b0 = _mm256_load_si256((const __m256i *)P), b1 = _mm256_load_si256((const __m256i *)(P + 8));
+    acc[0][0] = acc[1][0] = acc[2][0] = b0;
+    acc[0][1] = acc[1][1] = acc[2][1] = b1;
+    for (int sg = 0; sg < X->nseg; sg++) {
+        const int ns = X->segn[sg];
+        __m256i w0 = _mm256_load_si256((const __m256i *)wp), w1 = _mm256_load_si256((const __m256i *)(wp + 32));
+        const uint8_t *p = *sp++;
+        __m256i x = bcast4(p + o0);
+        __m256i s00 = _mm256_maddubs_epi16(x, w0), s01 = _mm256_maddubs_epi16(x, w1);
+        x = bcast4(p + o1);
+        __m256i s10 = _mm256_maddubs_epi16(x, w0), s11 = _mm256_maddubs_epi16(x, w1);
+        x = bcast4(p + o2);
+        __m256i s20 = _mm256_maddubs_epi16(x, w0), s21 = _mm256_maddubs_epi16(x, w1);
+        wp += 64;
+        for (int k = 1; k < ns; k++) {
+            w0 = _mm256_load_si256((const __m256i *)wp);
+            w1 = _mm256_load_si256((const __m256i *)(wp + 32));
+            p = *sp++;
+            x = bcast4(p + o0);
+            s00 = _mm256_add_epi16(s00, _mm256_maddubs_epi16(x, w0));
+            s01 = _mm256_add_epi16(s01, _mm256_maddubs_epi16(x, w1));
+            x = bcast4(p + o1);
+            s10 = _mm256_add_epi16(s10, _mm256_maddubs_epi16(x, w0));
+            s11 = _mm256_add_epi16(s11, _mm256_maddubs_epi16(x, w1));
+            x = bcast4(p + o2);
+            s20 = _mm256_add_epi16(s20, _mm256_maddubs_epi16(x, w0));
+            s21 = _mm256_add_epi16(s21, _mm256_maddubs_epi16(x, w1));
+            wp += 64;
+        }
+        const __m256i c0 = _mm256_load_si256((const __m256i *)wp), c1 = _mm256_load_si256((const __m256i *)(wp + 32));
+        wp += 64;
+        acc[0][0] = _mm256_add_epi32(acc[0][0], _mm256_madd_epi16(s00, c0));
+        acc[0][1] = _mm256_add_epi32(acc[0][1], _mm256_madd_epi16(s01, c1));
+        acc[1][0] = _mm256_add_epi32(acc[1][0], _mm256_madd_epi16(s10, c0));
+        acc[1][1] = _mm256_add_epi32(acc[1][1], _mm256_madd_epi16(s11, c1));
+        acc[2][0] = _mm256_add_epi32(acc[2][0], _mm256_madd_epi16(s20, c0));
+        acc[2][1] = _mm256_add_epi32(acc[2][1], _mm256_madd_epi16(s21, c1));
+    }
+    store_tile(X, acc, P, y, n, nc);
+}
+
+/* 3 pixels x 16 channels, 8-bit codes on s16-widened rows. */
+static void ukr_madd16(const run_ctx *X, const uint8_t *blk, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2,
+                       uint8_t *y, int n, int nc) {
+    const int32_t *P = (const int32_t *)blk;
+    const int8_t *wp = (const int8_t *)(blk + PARAM_BYTES);
+    const uint8_t *const *sp = X->sp;
+    __m256i acc[MR][2];
+    const __m256i b0 = _mm256_load_si256((const __m256i *)P), b1 = _mm256_load_si256((const __m256i *)(P + 8));
+    acc[0][0] = acc[1][0] = acc[2][0] = b0;
+    acc[0][1] = acc[1][1] = acc[2][1] = b1;
+    for (int sg = 0; sg < X->nseg; sg++) {
+        const int ns = X->segn[sg];
+        __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00;
+        for (int k = 0; k < ns; k++) {
+            const __m256i w0 = _mm256_load_si256((const __m256i *)wp);
+            const __m256i w1 = _mm256_load_si256((const __m256i *)(wp + 32));
+            const uint8_t *p = *sp++;
+            __m256i x = bcast4(p + o0);
+            s00 = _mm256_add_epi32(s00, _mm256_madd_epi16(x, w0));
+            s01 = _mm256_add_epi32(s01, _mm256_madd_epi16(x, w1));
+            x = bcast4(p + o1);
+            s10 = _mm256_add_epi32(s10, _mm256_madd_epi16(x, w0));
+            s11 = _mm256_add_epi32(s11, _mm256_madd_epi16(x, w1));
+            x = bcast4(p + o2);
+            s20 = _mm256_add_epi32(s20, _mm256_madd_epi16(x, w0));
+            s21 = _mm256_add_epi32(s21, _mm256_madd_epi16(x, w1));
+            wp += 64;
+        }
+        const __m256i c0 = _mm256_load_si256((const __m256i *)wp), c1 = _mm256_load_si256((const __m256i *)(wp + 32));
+        wp += 64;
+        acc[0][0] = _mm256_add_epi32(acc[0][0], _mm256_mullo_epi32(s00, c0));
+        acc[0][1] = _mm256_add_epi32(acc[0][1], _mm256_mullo_epi32(s01, c1));
+        acc[1][0] = _mm256_add_epi32(acc[1][0], _mm256_mullo_epi32(s10, c0));
+        acc[1][1] = _mm256_add_epi32(acc[1][1], _mm256_mullo_epi32(s11, c1));
+        acc[2][0] = _mm256_add_epi32(acc[2][0], _mm256_mullo_epi32(s20, c0));
+        acc[2][1] = _mm256_add_epi32(acc[2][1], _mm256_mullo_epi32(s21, c1));
+    }
+    store_tile(X, acc, P, y, n, nc);
+}
+
+/* One run of npix output pixels whose step pointers are in X->sp; pixel i reads at +i*pstride. */
+static void do_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int npix, ptrdiff_t pstride, uint8_t *yrow) {
+    const uint8_t *base = (const uint8_t *)H;
+    const int cing = c->cin / c->groups, coutg = c->cout / c->groups;
+    for (int gi = 0; gi < c->groups; gi++) {
+        const ptrdiff_t goff = (ptrdiff_t)gi * cing * H->elem;
+        for (int b = 0; b < H->ncb; b++) {
+            const uint8_t *blk = base + H->off_blk + (size_t)(gi * H->ncb + b) * H->blk_bytes;
+            const int nc = TERN_MIN(NR, coutg - b * NR);
+            uint8_t *yb = yrow + gi * coutg + b * NR;
+            for (int px = 0; px < npix; px += MR) {
+                const int n = TERN_MIN(MR, npix - px);
+                const ptrdiff_t o0 = goff + (ptrdiff_t)px * pstride;
+                const ptrdiff_t o1 = o0 + (n > 1 ? pstride : 0), o2 = o0 + (n > 2 ? 2 * pstride : (n > 1 ? pstride : 0));
+                if (H->kind == KIND_MADDUBS) ukr_maddubs(X, blk, o0, o1, o2, yb + (size_t)px * c->cout, n, nc);
+                else ukr_madd16(X, blk, o0, o1, o2, yb + (size_t)px * c->cout, n, nc);
+            }
+        }
+    }
+}
+
+static void avx2_run(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
+                     uint8_t *y, int oy0, int oy1, void *scratch) {
+    const pk_hdr *H = packed;
+    const uint8_t *pbase = packed;
+    const pk_step *st = (const pk_step *)(pbase + H->off_step);
+    const int ow = tern_qconv_out_w(c, w), khw = c->kh * c->kw, cin = c->cin, elem = H->elem;
+    const int wp = row_w(c, w), nslot = n_slots(c);
+    const size_t rb = row_bytes(c, w);
+    uint8_t *sc = scratch;
+    const uint8_t **sp = (const uint8_t **)sc; sc += A64((size_t)H->nsteps * sizeof(void *));
+    const uint8_t **tapb = (const uint8_t **)sc; sc += A64((size_t)khw * sizeof(void *));
+    const uint8_t **rowp = (const uint8_t **)sc; sc += A64((size_t)c->kh * sizeof(void *));
+    int *slot_iy = (int *)sc; sc += A64((size_t)nslot * sizeof(int));
+    uint8_t *padrow = sc; sc += rb;
+    uint8_t *ring = sc;
+    int pad_ready = 0;
+    for (int s = 0; s < nslot; s++) slot_iy[s] = INT_MIN;
+
+    run_ctx X = {
+        .sp = sp, .segn = (const int32_t *)(pbase + H->off_seg), .nseg = H->nseg,
+        .cout = c->cout, .out_signed = c->qmin < 0,
+        .qmin = _mm256_set1_epi32(c->qmin), .qmax = _mm256_set1_epi32(c->qmax),
+    };
+    /* unsigned rows needing no horizontal padding and no read past a pixel's channels are used
+     * in place */
+    const int direct = H->kind == KIND_MADDUBS && !c->in_signed && H->direct_ok && c->pad_l == 0 && wp <= w;
+    const ptrdiff_t pstride = (ptrdiff_t)c->sw * cin * elem;
+
+    if (direct && khw == 1 && c->sh == 1 && c->sw == 1 && c->pad_t == 0 && ow == w && oy1 <= h) {
+        /* 1x1 stride 1 unpadded: the rows are one contiguous run of pixels */
+        for (int s = 0; s < H->nsteps; s++) sp[s] = x + (size_t)oy0 * w * cin + st[s].cb;
+        do_pixels(c, H, &X, (oy1 - oy0) * ow, pstride, y + (size_t)oy0 * ow * c->cout);
+        return;
+    }
+    for (int oy = oy0; oy < oy1; oy++) {
+        for (int ky = 0; ky < c->kh; ky++) {
+            const int iy = oy * c->sh - c->pad_t + ky * c->dh;
+            if (iy < 0 || iy >= h) {
+                if (!pad_ready) { fill_row(c, H->kind, NULL, w, wp, padrow, rb); pad_ready = 1; }
+                rowp[ky] = padrow;
+            } else if (direct) {
+                rowp[ky] = x + (size_t)iy * w * cin;
+            } else {
+                const int s = iy % nslot;
+                uint8_t *r = ring + (size_t)s * rb;
+                if (slot_iy[s] != iy) { fill_row(c, H->kind, x + (size_t)iy * w * cin, w, wp, r, rb); slot_iy[s] = iy; }
+                rowp[ky] = r;
+            }
+        }
+        for (int t = 0; t < khw; t++) tapb[t] = rowp[t / c->kw] + (size_t)(t % c->kw) * c->dw * cin * elem;
+        for (int s = 0; s < H->nsteps; s++) sp[s] = tapb[st[s].tap] + (size_t)st[s].cb * elem;
+        do_pixels(c, H, &X, ow, pstride, y + (size_t)oy * ow * c->cout);
+    }
+}
+
+const tern_conv_kernel tern_conv_t2_3x16__avx2 = {
+    "conv_t2_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+};
+const tern_conv_kernel tern_conv_t4_3x16__avx2 = {
+    "conv_t4_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+};
+const tern_conv_kernel tern_conv_w8_3x16__avx2 = {
+    "conv_w8_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+};
