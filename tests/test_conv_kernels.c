@@ -7,6 +7,7 @@
 #include "kernels/kernels.h"
 #include "check.h"
 #include <math.h>
+#include <stdint.h>
 
 /* ---- deterministic random numbers ---- */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -353,6 +354,42 @@ static void test_ref_vs_direct(void) {
     fprintf(stderr, "  reference agrees with the direct evaluation on %d cases, %d outputs\n", cases, outs);
 }
 
+/* Wide (int32 logits) output: reference only; values equal the direct evaluation clamped to
+ * int32 (qmin/qmax do not apply), and no ISA level selects anything but the reference. */
+static void test_ref_wide(void) {
+    int outs = 0;
+    for (int it = 0; it < 20; it++) {
+        case_opts op = {rnd_in(1, 40), rnd_in(1, 20), 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0,
+                        pick((const int[]){2, 4, 8}, 3), pick((const int[]){1, 4, 0}, 3), rnd(2), 0, rnd_in(1, 3), rnd_in(1, 3), 1, 0, 0};
+        if (it % 2) { op.kh = op.kw = 3; op.pt = op.pl = op.pb = op.pr = 1; op.h = op.w = 4; }
+        conv_case cc;
+        case_make(&cc, &op);
+        tern_qconv *c = &cc.c;
+        c->out_wide = 1;
+        for (int o = 0; o < c->cout; o++) cc.shift[o] = (int8_t)rnd(4);   /* keep values beyond 8 bits */
+        for (int isa = TERN_ISA_REF; isa <= TERN_ISA_AVX512VNNI; isa++)
+            CHECK(tern_conv_kernel_select(c, (enum tern_isa)isa) == &tern_conv_ref, "wide output must select the reference");
+        const int oh = tern_qconv_out_h(c, cc.h), ow = tern_qconv_out_w(c, cc.w);
+        int32_t *y = malloc(sizeof(int32_t) * oh * ow * c->cout);
+        tern_conv_ref.run(c, NULL, cc.x, cc.h, cc.w, (uint8_t *)y, 0, oh, NULL);
+        int wide_seen = 0;
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int o = 0; o < c->cout; o++) {
+                    const int64_t a = direct_acc(&cc, cc.x, oy, ox, o);
+                    const int want = direct_requant(a, c->mpos[o], c->mneg[o], c->shift[o], INT32_MIN, INT32_MAX);
+                    const int32_t got = y[((size_t)oy * ow + ox) * c->cout + o];
+                    CHECK(got == want, "wide %s: y=%d x=%d o=%d: ref %d, direct %d", cc.desc, oy, ox, o, got, want);
+                    wide_seen |= got > 255 || got < -128;
+                    outs++;
+                }
+        CHECK(wide_seen || c->cout * oh * ow < 4, "wide case never left the 8-bit range: %s", cc.desc);
+        free(y);
+        case_free(&cc);
+    }
+    fprintf(stderr, "  %d wide outputs agree\n", outs);
+}
+
 /* ---- fast kernels vs reference ---- */
 
 static int isa_available(enum tern_isa isa) { return tern_cpu_isa() >= isa; }
@@ -478,6 +515,7 @@ int main(void) {
     fprintf(stderr, "cpu isa: %s\n", tern_isa_name(tern_cpu_isa()));
     RUN(test_ref_hand);
     RUN(test_ref_vs_direct);
+    RUN(test_ref_wide);
     RUN(test_select_ref);
     RUN(test_sweep_avx2);
     RUN(test_structured_avx2);

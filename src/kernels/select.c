@@ -5,6 +5,7 @@
 extern const tern_conv_kernel tern_conv_t2_3x16__avx2, tern_conv_t4_3x16__avx2, tern_conv_w8_3x16__avx2;
 
 const tern_conv_kernel *tern_conv_kernel_select(const tern_qconv *c, enum tern_isa isa) {
+    if (c->out_wide) return &tern_conv_ref;   /* int32 logits: reference only (kernels.h) */
     if (isa >= TERN_ISA_AVX2) {
         switch (c->wtype) {
         case TERN_WTYPE_TERNARY: return &tern_conv_t2_3x16__avx2;

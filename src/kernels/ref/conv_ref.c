@@ -6,6 +6,7 @@
  * The int32 sums are done in uint32: the quantizer promises they never overflow, but if a broken
  * model made them, wrapping (what every SIMD kernel does) is defined here too, rather than UB. */
 #include "kernels/kernels.h"
+#include <string.h>
 
 static size_t ref_packed_size(const tern_qconv *c) { (void)c; return 0; }
 static void ref_pack(const tern_qconv *c, void *packed) { (void)c; (void)packed; }
@@ -45,9 +46,17 @@ static void ref_run(const tern_qconv *c, const void *packed, const uint8_t *x, i
                     }
                     acc += (uint32_t)(int32_t)c->cscale[(size_t)o * ncl + g] * s;
                 }
-                const int32_t v = tern_requant((int32_t)acc, c->mpos[o], c->mneg[o], c->shift[o],
-                                               c->qmin, c->qmax);
-                y[((size_t)oy * ow + ox) * c->cout + o] = (uint8_t)v;   /* int8 stored as its byte */
+                const size_t at = ((size_t)oy * ow + ox) * c->cout + o;
+                if (c->out_wide) {
+                    /* logits: the same requantisation, clamped only to int32; 4 bytes each */
+                    const int32_t v = tern_requant((int32_t)acc, c->mpos[o], c->mneg[o], c->shift[o],
+                                                   INT32_MIN, INT32_MAX);
+                    memcpy(y + at * 4, &v, 4);
+                } else {
+                    const int32_t v = tern_requant((int32_t)acc, c->mpos[o], c->mneg[o], c->shift[o],
+                                                   c->qmin, c->qmax);
+                    y[at] = (uint8_t)v;   /* int8 stored as its byte */
+                }
             }
 }
 
