@@ -42,10 +42,11 @@ enum tern_isa tern_cpu_isa(void);      /* best the CPU supports */
 enum tern_isa tern_active_isa(void);   /* what kernels use: min(cpu, TERN_ISA) */
 const char *tern_isa_name(enum tern_isa isa);
 
-/* A tiny fork-join thread pool: fn(arg, i, n) is called for i = 0..n-1 across threads. */
+/* A tiny fork-join thread pool: fn(arg, i, tid) is called for i = 0..n-1 across threads, tid
+ * being the index (0 .. size-1) of the thread running it (for per-thread scratch). */
 typedef struct tern_pool tern_pool;
 tern_pool *tern_pool_create(int nthreads);   /* nthreads <= 1: runs inline, returns a valid pool */
-void tern_pool_run(tern_pool *p, void (*fn)(void *arg, int i, int n), void *arg, int n);
+void tern_pool_run(tern_pool *p, void (*fn)(void *arg, int i, int tid), void *arg, int n);
 int tern_pool_size(const tern_pool *p);
 void tern_pool_free(tern_pool *p);
 

@@ -1,5 +1,5 @@
 /* Fork-join thread pool: tern_pool_run() splits n work items over the pool's threads and
- * returns when all are done. The calling thread works too, so a pool of T has T-1 workers. */
+ * returns when all are done; fn gets the item and the index (0..size-1) of the thread running it. The calling thread works too, so a pool of T has T-1 workers. */
 #include "core/core.h"
 #include <pthread.h>
 
@@ -9,18 +9,19 @@ struct tern_pool {
     pthread_mutex_t mu;
     pthread_cond_t start, done;
     void (*fn)(void *, int, int);
+    int next_tid;
     void *arg;
     int n, next, pending, generation, quit;
 };
 
 /* Take items until none are left; returns when the current job has no unclaimed items. */
-static void work(tern_pool *p) {
+static void work(tern_pool *p, int tid) {
     for (;;) {
         pthread_mutex_lock(&p->mu);
         int i = p->next < p->n ? p->next++ : -1;
         pthread_mutex_unlock(&p->mu);
         if (i < 0) return;
-        p->fn(p->arg, i, p->n);
+        p->fn(p->arg, i, tid);
         pthread_mutex_lock(&p->mu);
         if (--p->pending == 0) pthread_cond_broadcast(&p->done);
         pthread_mutex_unlock(&p->mu);
@@ -30,6 +31,9 @@ static void work(tern_pool *p) {
 static void *worker(void *v) {
     tern_pool *p = v;
     int seen = 0;
+    pthread_mutex_lock(&p->mu);
+    int tid = ++p->next_tid;
+    pthread_mutex_unlock(&p->mu);
     for (;;) {
         pthread_mutex_lock(&p->mu);
         while (!p->quit && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
@@ -39,7 +43,7 @@ static void *worker(void *v) {
         }
         seen = p->generation;
         pthread_mutex_unlock(&p->mu);
-        work(p);
+        work(p, tid);
     }
 }
 
@@ -67,10 +71,10 @@ tern_pool *tern_pool_create(int nthreads) {
 
 int tern_pool_size(const tern_pool *p) { return p ? p->nthreads : 1; }
 
-void tern_pool_run(tern_pool *p, void (*fn)(void *arg, int i, int n), void *arg, int n) {
+void tern_pool_run(tern_pool *p, void (*fn)(void *arg, int i, int tid), void *arg, int n) {
     if (n <= 0) return;
     if (!p || p->nthreads == 1 || n == 1) {
-        for (int i = 0; i < n; i++) fn(arg, i, n);
+        for (int i = 0; i < n; i++) fn(arg, i, 0);
         return;
     }
     pthread_mutex_lock(&p->mu);
@@ -82,7 +86,7 @@ void tern_pool_run(tern_pool *p, void (*fn)(void *arg, int i, int n), void *arg,
     p->generation++;
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
-    work(p);
+    work(p, 0);
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);

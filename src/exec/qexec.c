@@ -1,0 +1,312 @@
+/* Integer engine. No floating point in this file (checked by tests/t_nofloat.sh). */
+#include "exec/qexec.h"
+#include <string.h>
+#include <time.h>
+
+struct tern_qexec {
+    const tern_qmodel *m;
+    int max_batch;
+    tern_pool *pool;
+    const tern_conv_kernel **kern;      /* [nlayers] for CONV layers */
+    void **packed;                      /* [nlayers] */
+    uint8_t **buf;                      /* [ntensors] -> slot memory; tensor 0 is the input */
+    uint8_t **slots;
+    int nslots;
+    void **scratch;                     /* [nthreads] */
+    int32_t *logits;                    /* [max_batch][nclasses] */
+    int profile;
+    int64_t *layer_ns;
+};
+
+static size_t elem_size(const tern_qtensor *t) { return t->wide ? 4 : 1; }
+static size_t tensor_bytes(const tern_qtensor *t) { return (size_t)t->c * t->h * t->w * elem_size(t); }
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- simple integer ops, one image at a time ---- */
+
+static inline int32_t load_elem(const tern_qtensor *t, const uint8_t *p, size_t i) {
+    if (t->wide) { int32_t v; memcpy(&v, p + 4 * i, 4); return v; }
+    return t->is_signed ? (int32_t)(int8_t)p[i] : (int32_t)p[i];
+}
+static inline void store_elem(const tern_qtensor *t, uint8_t *p, size_t i, int32_t v) {
+    if (t->wide) memcpy(p + 4 * i, &v, 4);
+    else p[i] = (uint8_t)v;
+}
+static inline int32_t clamp32(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int32_t)v; }
+static inline int64_t rshift_round(int64_t v, int s) { return s > 0 ? (v + ((int64_t)1 << (s - 1))) >> s : v; }
+
+static void op_add(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *ta = &e->m->tensors[L->in[0]], *tb = &e->m->tensors[L->in[1]], *ty = &e->m->tensors[L->out];
+    size_t n = (size_t)ty->c * ty->h * ty->w;
+    const uint8_t *a = e->buf[L->in[0]] + (size_t)img * tensor_bytes(ta), *b = e->buf[L->in[1]] + (size_t)img * tensor_bytes(tb);
+    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    for (size_t i = 0; i < n; i++) {
+        int64_t s = ((int64_t)load_elem(ta, a, i) << L->la) + ((int64_t)load_elem(tb, b, i) << L->lb);
+        store_elem(ty, y, i, clamp32(rshift_round(s, L->rs), L->qmin, L->qmax));
+    }
+}
+
+static void op_requant(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
+    size_t n = (size_t)ty->c * ty->h * ty->w;
+    const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
+    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    for (size_t i = 0; i < n; i++)
+        store_elem(ty, y, i, clamp32(rshift_round((int64_t)load_elem(tx, x, i) << L->la, L->rs), L->qmin, L->qmax));
+}
+
+static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
+    const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
+    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    int C = tx->c, H = tx->h, W = tx->w;
+    if (L->op == TERN_QOP_GLOBALAVGPOOL) {
+        for (int c = 0; c < C; c++) {
+            int64_t s = 0;
+            for (int i = 0; i < H * W; i++) s += load_elem(tx, x, (size_t)i * C + c);
+            int32_t sum = (int32_t)s;
+            store_elem(ty, y, (size_t)c, tern_requant(sum, L->mult[1], L->mult[1], L->mshift[1], L->qmin, L->qmax));
+        }
+        return;
+    }
+    for (int oy = 0; oy < ty->h; oy++)
+        for (int ox = 0; ox < ty->w; ox++)
+            for (int c = 0; c < C; c++) {
+                int32_t best = INT32_MIN, n = 0;
+                int64_t s = 0;
+                for (int ky = 0; ky < L->kh; ky++) {
+                    int iy = oy * L->sh - L->pad_t + ky;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int kx = 0; kx < L->kw; kx++) {
+                        int ix = ox * L->sw - L->pad_l + kx;
+                        if (ix < 0 || ix >= W) continue;
+                        int32_t v = load_elem(tx, x, ((size_t)iy * W + ix) * C + c);
+                        best = v > best ? v : best;
+                        s += v;
+                        n++;
+                    }
+                }
+                size_t o = ((size_t)oy * ty->w + ox) * C + c;
+                if (L->op == TERN_QOP_MAXPOOL) store_elem(ty, y, o, n ? best : 0);
+                else store_elem(ty, y, o, n ? tern_requant((int32_t)s, L->mult[n], L->mult[n], L->mshift[n], L->qmin, L->qmax) : 0);
+            }
+}
+
+static void op_pad(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
+    const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
+    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    size_t es = elem_size(ty);
+    memset(y, 0, tensor_bytes(ty));
+    for (int iy = 0; iy < tx->h; iy++)
+        for (int ix = 0; ix < tx->w; ix++)
+            memcpy(y + (((size_t)(iy + L->pad_h0) * ty->w + ix + L->pad_w0) * ty->c + L->pad_c0) * es,
+                   x + ((size_t)iy * tx->w + ix) * tx->c * es, (size_t)tx->c * es);
+}
+
+static void op_slice(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
+    const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
+    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    size_t es = elem_size(ty);
+    for (int oy = 0; oy < ty->h; oy++)
+        for (int ox = 0; ox < ty->w; ox++) {
+            const uint8_t *src = x + ((size_t)(L->start_h + oy * L->step_h) * tx->w + L->start_w + ox * L->step_w) * tx->c * es;
+            uint8_t *dst = y + ((size_t)oy * ty->w + ox) * ty->c * es;
+            if (L->step_c == 1) memcpy(dst, src + (size_t)L->start_c * es, (size_t)ty->c * es);
+            else
+                for (int c = 0; c < ty->c; c++) memcpy(dst + c * es, src + (size_t)(L->start_c + c * L->step_c) * es, es);
+        }
+}
+
+static void op_concat(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *ty = &e->m->tensors[L->out];
+    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    size_t es = elem_size(ty), off = 0;
+    for (int i = 0; i < L->nin; i++) {
+        const tern_qtensor *tx = &e->m->tensors[L->in[i]];
+        const uint8_t *x = e->buf[L->in[i]] + (size_t)img * tensor_bytes(tx);
+        for (size_t p = 0; p < (size_t)ty->h * ty->w; p++)
+            memcpy(y + (p * ty->c + off) * es, x + p * tx->c * es, (size_t)tx->c * es);
+        off += (size_t)tx->c;
+    }
+}
+
+/* ---- dispatch ---- */
+
+typedef struct {
+    tern_qexec *e;
+    const tern_qlayer *L;
+    int li, chunks;
+} job;
+
+static void run_item(void *arg, int item, int tid) {
+    job *j = arg;
+    tern_qexec *e = j->e;
+    const tern_qlayer *L = j->L;
+    int img = item / j->chunks, part = item % j->chunks;
+    if (L->op == TERN_QOP_CONV) {
+        const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
+        int oh = ty->h, r0 = (int)((int64_t)oh * part / j->chunks), r1 = (int)((int64_t)oh * (part + 1) / j->chunks);
+        if (r0 >= r1) return;
+        void *scratch = e->scratch[tid];
+        e->kern[j->li]->run(&L->conv, e->packed[j->li], e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx), tx->h, tx->w,
+                            e->buf[L->out] + (size_t)img * tensor_bytes(ty), r0, r1, scratch);
+        return;
+    }
+    switch (L->op) {
+    case TERN_QOP_ADD: op_add(e, L, img); break;
+    case TERN_QOP_MAXPOOL: case TERN_QOP_AVGPOOL: case TERN_QOP_GLOBALAVGPOOL: op_pool(e, L, img); break;
+    case TERN_QOP_PAD: op_pad(e, L, img); break;
+    case TERN_QOP_SLICE: op_slice(e, L, img); break;
+    case TERN_QOP_CONCAT: op_concat(e, L, img); break;
+    case TERN_QOP_REQUANT: op_requant(e, L, img); break;
+    default: break;
+    }
+}
+
+/* Plan tensor memory: a tensor gets a slot when produced and returns it after its last reader. */
+static enum tern_status plan(tern_qexec *e) {
+    const tern_qmodel *m = e->m;
+    int *last = tern_malloc(sizeof(int) * (size_t)m->ntensors), *slot_of = tern_malloc(sizeof(int) * (size_t)m->ntensors);
+    size_t *slot_size = tern_calloc((size_t)m->ntensors + 1, sizeof(size_t));
+    char *slot_busy = tern_calloc((size_t)m->ntensors + 1, 1);
+    enum tern_status st = TERN_STATUS_OK;
+    if (!last || !slot_of || !slot_size || !slot_busy) { st = TERN_STATUS_NOMEM; goto done; }
+    for (int t = 0; t < m->ntensors; t++) last[t] = -1, slot_of[t] = -1;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int k = 0; k < m->layers[i].nin; k++) last[m->layers[i].in[k]] = i;
+    last[m->output] = m->nlayers;
+    int nslots = 0;
+    for (int i = -1; i < m->nlayers; i++) {
+        int t = i < 0 ? 0 : m->layers[i].out;
+        size_t need = tensor_bytes(&m->tensors[t]) * (size_t)e->max_batch;
+        int best = -1;
+        for (int s = 0; s < nslots; s++)
+            if (!slot_busy[s] && (best < 0 || (slot_size[s] >= need) > (slot_size[best] >= need) ||
+                                  ((slot_size[s] >= need) == (slot_size[best] >= need) && slot_size[s] < slot_size[best])))
+                best = s;
+        if (best < 0) best = nslots++;
+        if (slot_size[best] < need) slot_size[best] = need;
+        slot_busy[best] = 1;
+        slot_of[t] = best;
+        if (i >= 0) /* release inputs read for the last time here */
+            for (int k = 0; k < m->layers[i].nin; k++) {
+                int u = m->layers[i].in[k];
+                if (last[u] == i && slot_of[u] >= 0 && u != t) slot_busy[slot_of[u]] = 0;
+            }
+        if (last[t] < 0 && t != m->output) slot_busy[best] = 0; /* never read */
+    }
+    e->slots = tern_calloc((size_t)nslots + 1, sizeof *e->slots);
+    if (!e->slots) { st = TERN_STATUS_NOMEM; goto done; }
+    e->nslots = nslots;
+    for (int s = 0; s < nslots; s++)
+        if (!(e->slots[s] = tern_aligned_alloc(slot_size[s] + 64))) { st = TERN_STATUS_NOMEM; goto done; }
+    for (int t = 0; t < m->ntensors; t++) e->buf[t] = slot_of[t] >= 0 ? e->slots[slot_of[t]] : NULL;
+done:
+    free(last);
+    free(slot_of);
+    free(slot_size);
+    free(slot_busy);
+    return st;
+}
+
+enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthreads, enum tern_isa isa, tern_qexec **out) {
+    *out = NULL;
+    if (max_batch < 1) return tern_errorf(TERN_STATUS_INVALID_ARG, "max_batch must be >= 1");
+    tern_qexec *e = tern_calloc(1, sizeof *e);
+    if (!e) return TERN_STATUS_NOMEM;
+    e->m = m;
+    e->max_batch = max_batch;
+    enum tern_status st = TERN_STATUS_NOMEM;
+    e->pool = tern_pool_create(nthreads);
+    e->kern = tern_calloc((size_t)m->nlayers + 1, sizeof *e->kern);
+    e->packed = tern_calloc((size_t)m->nlayers + 1, sizeof *e->packed);
+    e->buf = tern_calloc((size_t)m->ntensors, sizeof *e->buf);
+    e->layer_ns = tern_calloc((size_t)m->nlayers + 1, sizeof *e->layer_ns);
+    e->logits = tern_malloc(sizeof(int32_t) * (size_t)max_batch * (size_t)m->nclasses);
+    if (!e->pool || !e->kern || !e->packed || !e->buf || !e->layer_ns || !e->logits) goto fail;
+    size_t scratch = 64;
+    for (int i = 0; i < m->nlayers; i++) {
+        const tern_qlayer *L = &m->layers[i];
+        if (L->op != TERN_QOP_CONV) continue;
+        e->kern[i] = tern_conv_kernel_select(&L->conv, isa);
+        size_t ps = e->kern[i]->packed_size(&L->conv);
+        if (!(e->packed[i] = tern_aligned_alloc(ps + 64))) goto fail;
+        e->kern[i]->pack(&L->conv, e->packed[i]);
+        size_t s = e->kern[i]->scratch_size(&L->conv, m->tensors[L->in[0]].w);
+        if (s > scratch) scratch = s;
+    }
+    int nt = tern_pool_size(e->pool);
+    if (!(e->scratch = tern_calloc((size_t)nt, sizeof *e->scratch))) goto fail;
+    for (int t = 0; t < nt; t++)
+        if (!(e->scratch[t] = tern_aligned_alloc(scratch))) goto fail;
+    if ((st = plan(e)) != TERN_STATUS_OK) goto fail;
+    *out = e;
+    return TERN_STATUS_OK;
+fail:
+    tern_qexec_free(e);
+    return st;
+}
+
+void tern_qexec_free(tern_qexec *e) {
+    if (!e) return;
+    if (e->packed)
+        for (int i = 0; i < e->m->nlayers; i++) free(e->packed[i]);
+    if (e->scratch)
+        for (int t = 0; t < tern_pool_size(e->pool); t++) free(e->scratch[t]);
+    if (e->slots)
+        for (int s = 0; s < e->nslots; s++) free(e->slots[s]);
+    tern_pool_free(e->pool);
+    free(e->slots);
+    free(e->scratch);
+    free(e->kern);
+    free(e->packed);
+    free(e->buf);
+    free(e->layer_ns);
+    free(e->logits);
+    free(e);
+}
+
+void tern_qexec_profile(tern_qexec *e, int on) { e->profile = on; }
+const int64_t *tern_qexec_layer_ns(const tern_qexec *e) { return e->layer_ns; }
+const char *tern_qexec_kernel_name(const tern_qexec *e, int i) { return e->kern[i] ? e->kern[i]->name : NULL; }
+
+enum tern_status tern_qexec_run(tern_qexec *e, const uint8_t *px, int batch, const int32_t **logits) {
+    const tern_qmodel *m = e->m;
+    if (batch < 1 || batch > e->max_batch)
+        return tern_errorf(TERN_STATUS_INVALID_ARG, "batch %d outside 1..%d planned for this engine", batch, e->max_batch);
+    /* input: CHW pixels -> NHWC tensor 0 */
+    const tern_qtensor *t0 = &m->tensors[0];
+    size_t plane = (size_t)t0->h * t0->w, per = plane * t0->c;
+    for (int b = 0; b < batch; b++) {
+        const uint8_t *s = px + (size_t)b * per;
+        uint8_t *d = e->buf[0] + (size_t)b * per;
+        for (size_t p = 0; p < plane; p++)
+            for (int c = 0; c < t0->c; c++) d[p * t0->c + c] = s[(size_t)c * plane + p];
+    }
+    int nt = tern_pool_size(e->pool);
+    for (int i = 0; i < m->nlayers; i++) {
+        const tern_qlayer *L = &m->layers[i];
+        job j = {e, L, i, 1};
+        if (L->op == TERN_QOP_CONV && batch < 4 * nt) {
+            int oh = m->tensors[L->out].h;
+            j.chunks = 4 * nt < oh ? 4 * nt : oh;
+        }
+        int64_t t1 = e->profile ? now_ns() : 0;
+        tern_pool_run(e->pool, run_item, &j, batch * j.chunks);
+        if (e->profile) e->layer_ns[i] += now_ns() - t1;
+    }
+    const tern_qtensor *ty = &m->tensors[m->output];
+    size_t per_out = (size_t)ty->c * ty->h * ty->w;
+    for (int b = 0; b < batch; b++)
+        for (size_t k = 0; k < per_out && k < (size_t)m->nclasses; k++)
+            e->logits[(size_t)b * m->nclasses + k] = load_elem(ty, e->buf[m->output] + (size_t)b * tensor_bytes(ty), k);
+    *logits = e->logits;
+    return TERN_STATUS_OK;
+}
