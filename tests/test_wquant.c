@@ -322,7 +322,9 @@ static double brute_nbit(const float *w, int n, int qmax, double *dense) {
     return fmin(best, *dense);
 }
 
-#define NBIT_SEARCH_SLACK 0.01   /* grid + window search vs the exact optimum, relative */
+/* Grid + window search vs the exact optimum, relative. Measured worst on random clusters of
+ * 300 .. 4608 weights: 1.3% (n = 300); the cases below come out within 1e-5. */
+#define NBIT_SEARCH_SLACK 0.02
 
 static void nbit_case(const float *w, int n, int qmax, int exact_expected, double *worst_rel, const char *what) {
     int8_t *q = malloc((size_t)n);

@@ -120,37 +120,46 @@ float tern_ternary_cluster(const float *w, int n, enum tern_trule rule, int8_t *
  * so q(s) is constant between consecutive breakpoints. On such an interval
  * E(s) = ||w||^2 - 2 s A + s^2 B with A = <|w|, |q|>, B = <q, q>, minimised at the least-squares
  * scale A/B clamped to the interval. Walking the breakpoints from large s to small, each raises
- * one |q_i| from c to c+1 (A += |w_i|, B += 2c+1): the exact minimum over a window [lo, hi] of
- * scales costs one sort of the breakpoints inside it. E is continuous at breakpoints (both codes
- * miss by s/2), so a rounding tie at the chosen s is harmless.
+ * one |q_i| from c to c+1 (A += |w_i|, B += 2c+1). Each weight's breakpoints already decrease in m,
+ * so a heap holding every weight's next breakpoint yields them in order: the exact minimum over a
+ * window [lo, hi] of scales costs O(B log n) for B breakpoints in it, with O(n) memory. E is
+ * continuous at breakpoints (both codes miss by s/2), so a rounding tie at the chosen s is harmless.
  *
- * 4-bit clusters (up to n = 149796) and 8-bit ones up to n = 258 (depthwise, small first convs)
- * sweep all scales: the global minimum. For 4-bit this is also faster than a search (7n
- * breakpoints against ~180 trial scales of n weights each). Larger 8-bit clusters (per output
- * channel) search: s = f*max|w|/qmax on a grid f = 0.305 .. 1.2 step 0.005 (f > 1: the largest
- * weight is rounded down, which pays when it is an outlier or the weights sit on a coarser
- * lattice), then the exact sweep on the window f_best +- 0.05, which holds about
- * 0.1/f^2 * qmax * |w_i|/max|w| breakpoints per weight. The window sweep replaces finer grid passes
- * and least-squares refits: every code pattern in it is tried with its least-squares scale. On
- * random clusters of 259 .. 4608 weights it matched the global minimum (tests/test_wquant.c
- * checks it against brute force).
+ * 4-bit clusters and 8-bit ones up to TERN_SWEEP_N8 weights (depthwise, small first convs) sweep
+ * all scales: the global minimum. For 4-bit that is also cheaper than a search (7n breakpoints
+ * against ~180 trial scales of n weights). Larger 8-bit clusters (per output channel) search:
+ * s = f*max|w|/qmax on a grid f = 0.305 .. 1.2 step 0.005 (f > 1 rounds the largest weight down,
+ * which pays when it is an outlier or the weights sit on a coarser lattice), then the exact sweep
+ * on the window f_best +- 0.05, about 0.1/f^2 * qmax * |w_i|/max|w| breakpoints per weight. That
+ * window replaces finer grid passes and least-squares refits: every code pattern in it is tried
+ * with its least-squares scale. On random clusters of 259 .. 4608 weights it found the global
+ * minimum (tests/test_wquant.c checks against brute force).
  * Both paths finally compare against plain max-abs scaling, so they are never worse than it.
  * Among scales with equal error the smaller one is preferred (it uses more of the code range, as
  * max-abs scaling does): exactly in a sweep, within the step on the grid.
  * --------------------------------------------------------------------------------------------- */
 
-/* Sweep every scale? (Its scratch is n*qmax breakpoints.) */
-static int use_sweep(int n, int qmax) {
-    int64_t nb = (int64_t)n * qmax;
-    return qmax <= 15 ? nb <= (1 << 20) : nb <= (1 << 15);
-}
+#define TERN_SWEEP_N8 258        /* 8-bit clusters up to this size sweep every scale */
 
-struct bp { float b; int32_t i; };
+static int use_sweep(int n, int qmax) { return qmax <= 15 || n <= TERN_SWEEP_N8; }
 
-static int cmp_bp(const void *pa, const void *pb) {
-    const struct bp *a = pa, *b = pb;
-    if (a->b != b->b) return (a->b < b->b) - (a->b > b->b);
-    return (a->i > b->i) - (a->i < b->i);
+struct bp { float b; int32_t i; };   /* a breakpoint (scale) and its weight's index */
+
+/* Heap order: larger b first, then smaller i. The heap holds at most one breakpoint per weight,
+ * so this is a total order on its entries and the sweep is deterministic. */
+static inline int bp_before(struct bp x, struct bp y) { return x.b > y.b || (x.b == y.b && x.i < y.i); }
+
+static void sift_down(struct bp *h, size_t n, size_t k) {
+    struct bp x = h[k];
+    for (;;) {
+        size_t c = 2 * k + 1;
+        if (c >= n) break;
+        if (c + 1 < n && bp_before(h[c + 1], h[c])) c++;
+        if (!bp_before(h[c], x)) break;
+        h[k] = h[c];
+        k = c;
+    }
+    h[k] = x;
 }
 
 static inline int8_t code(float w, float s, int qmax) {
@@ -169,13 +178,12 @@ static double nbit_err(const float *w, int n, float s, int qmax) {
     return e;
 }
 
-/* Breakpoint c of a weight of magnitude m > 0, exactly as stored; non-increasing in c. */
+/* Breakpoint c of a weight of magnitude m > 0, as the sweep sees it; non-increasing in c. */
 static inline float bp_at(float m, int c) { return (float)((double)m / (c + 0.5)); }
 
-/* #{c in 0..qmax-1 : bp_at(m, c) >= x}: the code of magnitude m just below scale x. Computed
- * with the same float breakpoints as the sweep so that window membership is consistent. */
+/* #{c in 0..qmax-1 : bp_at(m, c) >= x}: the code of magnitude m just below scale x (x > 0),
+ * computed with the same float breakpoints as the sweep so that the window is consistent. */
 static int count_ge(float m, int qmax, double x) {
-    if (x <= 0) return qmax;
     double est = floor(m / x + 0.5);
     int c = est < 0 ? 0 : est > qmax ? qmax : (int)est;
     while (c > 0 && bp_at(m, c - 1) < x) c--;
@@ -183,50 +191,44 @@ static int count_ge(float m, int qmax, double x) {
     return c;
 }
 
-static size_t sweep_count(const float *w, int n, int qmax, double lo, double hi) {
-    size_t nb = 0;
-    for (int i = 0; i < n; i++) {
-        float m = mag(w[i]);
-        if (m > 0) nb += (size_t)(count_ge(m, qmax, lo) - count_ge(m, qmax, hi));
-    }
-    return nb;
-}
-
-/* The s in [lo, hi] (hi may be +inf) minimising E, or 0 if no s > 0 there has a non-zero code.
- * bps: room for sweep_count() breakpoints. q is scratch (the running |codes|). */
+/* The s in [lo, hi] (lo >= 0, hi may be +inf) minimising E, or 0 if no s > 0 there has a non-zero
+ * code. heap: room for n entries. q is scratch (the running |codes|). */
 static double sweep(const float *w, int n, int qmax, double lo, double hi, double w2, int8_t *q,
-                    struct bp *bps) {
-    size_t nb = 0;
+                    struct bp *heap) {
+    size_t nh = 0;
     double A = 0, B = 0;
     for (int i = 0; i < n; i++) {
         float m = mag(w[i]);
-        int c0 = 0, c1 = 0;
-        if (m > 0) c0 = count_ge(m, qmax, hi), c1 = count_ge(m, qmax, lo);
+        int c0 = m > 0 ? count_ge(m, qmax, hi) : 0;
         q[i] = (int8_t)c0;
         A += (double)m * c0, B += (double)c0 * c0;
-        for (int c = c0; c < c1; c++) bps[nb++] = (struct bp){bp_at(m, c), i};
+        if (m > 0 && c0 < qmax && bp_at(m, c0) >= lo) heap[nh++] = (struct bp){bp_at(m, c0), i};
     }
-    qsort(bps, nb, sizeof *bps, cmp_bp);
+    for (size_t k = nh / 2; k-- > 0;) sift_down(heap, nh, k);
     double best_e = INFINITY, best_s = 0, tie = 1e-12 * w2, top = hi;
-    for (size_t j = 0;; j++) {
-        double bot = j < nb ? bps[j].b : lo;   /* the codes are fixed on [bot, top] */
+    for (;;) {
+        double bot = nh ? heap[0].b : lo;   /* the codes are fixed on [bot, top] */
         if (B > 0) {
             double s = A / B;
             s = s < bot ? bot : s > top ? top : s;
             double e = w2 - 2 * s * A + s * s * B;
             if (s > 0 && e <= best_e + tie) best_e = TERN_MIN(e, best_e), best_s = s;
         }
-        if (j == nb) break;
-        int i = bps[j].i, c = q[i];
-        A += mag(w[i]), B += 2 * c + 1;
+        if (!nh) break;
+        int i = heap[0].i, c = q[i];
+        float m = mag(w[i]), b;
+        A += m, B += 2 * c + 1;
         q[i] = (int8_t)(c + 1);
+        if (c + 1 < qmax && (b = bp_at(m, c + 1)) >= lo) heap[0] = (struct bp){b, i};
+        else heap[0] = heap[--nh];
+        sift_down(heap, nh, 0);
         top = bot;
     }
     return best_s;
 }
 
-/* bps: room for n*qmax breakpoints (then the full sweep), or NULL (then the search). */
-static float nbit_impl(const float *w, int n, int qmax, int8_t *q, struct bp *bps) {
+/* heap: room for n entries, or NULL (no memory: the coarse grid alone). */
+static float nbit_impl(const float *w, int n, int qmax, int8_t *q, struct bp *heap) {
     float maxabs = 0;
     double w2 = 0;
     for (int i = 0; i < n; i++) {
@@ -241,8 +243,8 @@ static float nbit_impl(const float *w, int n, int qmax, int8_t *q, struct bp *bp
         return 0.0f;
     }
     double e0 = nbit_err(w, n, s0, qmax);
-    if (bps) {
-        s = (float)sweep(w, n, qmax, 0, INFINITY, w2, q, bps);
+    if (heap && use_sweep(n, qmax)) {
+        s = (float)sweep(w, n, qmax, 0, INFINITY, w2, q, heap);
     } else {
         double best_f = 1, best_e = INFINITY;
         for (int j = 61; j <= 240; j++) {   /* f = j/200 ascending: ties keep the smaller s */
@@ -250,13 +252,9 @@ static float nbit_impl(const float *w, int n, int qmax, int8_t *q, struct bp *bp
             if (e < best_e) best_e = e, best_f = f;
         }
         s = (float)(base * best_f);
-        double lo = base * (best_f - 0.05), hi = base * (best_f + 0.05);
-        size_t nb = sweep_count(w, n, qmax, lo, hi);
-        struct bp *win = malloc((nb ? nb : 1) * sizeof *win);   /* NULL: keep the grid's best */
-        if (win) {
-            float sw = (float)sweep(w, n, qmax, lo, hi, w2, q, win);
+        if (heap) {
+            float sw = (float)sweep(w, n, qmax, base * (best_f - 0.05), base * (best_f + 0.05), w2, q, heap);
             if (sw > 0 && nbit_err(w, n, sw, qmax) <= best_e) s = sw;
-            free(win);
         }
     }
     if (!(s > 0) || nbit_err(w, n, s, qmax) > e0) s = s0;
@@ -264,13 +262,13 @@ static float nbit_impl(const float *w, int n, int qmax, int8_t *q, struct bp *bp
     return s;
 }
 
-
 float tern_nbit_cluster(const float *w, int n, int qmax, int8_t *q) {
     if (n <= 0) return 0.0f;
     TERN_ASSERT(qmax >= 1 && qmax <= 127);
-    struct bp *bps = use_sweep(n, qmax) ? malloc((size_t)n * qmax * sizeof *bps) : NULL;
-    float s = nbit_impl(w, n, qmax, q, bps);   /* bps NULL (large or no memory): grid */
-    free(bps);
+    struct bp stack[TERN_STACK_CLUSTER];
+    struct bp *heap = n <= TERN_STACK_CLUSTER ? stack : malloc((size_t)n * sizeof *heap);
+    float s = nbit_impl(w, n, qmax, q, heap);
+    if (heap != stack) free(heap);
     return s;
 }
 
@@ -305,15 +303,11 @@ enum tern_status tern_wquant_tensor(const float *w, int cout, int cin_g, int khw
     int qmax = wtype == TERN_WTYPE_INT8 ? 127 : 7;
     int maxn = chans * khw;   /* the largest cluster */
 
-    /* One scratch buffer for the whole tensor, sized for the largest cluster. */
+    /* One scratch buffer for the whole tensor, sized for the largest cluster: the sorted
+     * magnitudes (ternary) or the breakpoint heap (n-bit). */
     size_t bytes = 0;
-    if (wtype == TERN_WTYPE_TERNARY && rule == TERN_TRULE_EXACT && maxn > TERN_SMALL_CLUSTER)
-        bytes = (size_t)maxn * sizeof(float);
-    else if (wtype != TERN_WTYPE_TERNARY) {   /* the sweep, if the largest or the last cluster takes it */
-        int lastn = (cin_g - (ncl - 1) * chans) * khw;
-        int sn = use_sweep(maxn, qmax) ? maxn : use_sweep(lastn, qmax) ? lastn : 0;
-        bytes = (size_t)sn * qmax * sizeof(struct bp);
-    }
+    if (wtype != TERN_WTYPE_TERNARY) bytes = (size_t)maxn * sizeof(struct bp);
+    else if (rule == TERN_TRULE_EXACT && maxn > TERN_SMALL_CLUSTER) bytes = (size_t)maxn * sizeof(float);
     void *scratch = bytes ? tern_malloc(bytes) : NULL;
     if (bytes && !scratch) return tern_error_prefix(TERN_STATUS_NOMEM, "layer '%s'", layer);
 
@@ -325,7 +319,7 @@ enum tern_status tern_wquant_tensor(const float *w, int cout, int cin_g, int khw
             if (wtype == TERN_WTYPE_TERNARY)
                 s = ternary_impl(w + off, n, rule, q + off, n > TERN_SMALL_CLUSTER ? scratch : NULL);
             else
-                s = nbit_impl(w + off, n, qmax, q + off, use_sweep(n, qmax) ? scratch : NULL);
+                s = nbit_impl(w + off, n, qmax, q + off, scratch);
             scales[(size_t)o * ncl + g] = s;
         }
     }
