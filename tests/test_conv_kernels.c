@@ -481,6 +481,42 @@ static void structured(enum tern_isa isa) {
     fprintf(stderr, "  %d cases, %d on a fast kernel, %d failed\n", n_cases, n_fast, failed);
 }
 
+/* Requantisation over its whole domain: zero codes make acc = bias, so any int32 accumulator,
+ * multiplier (0 .. 2^31-1) and shift (0..31) can be driven through a kernel's epilogue. */
+static void requant_domain(enum tern_isa isa) {
+    static const int32_t accs[] = {0, 1, -1, 2, -2, 3, -3, INT32_MAX, INT32_MIN, INT32_MIN + 1, INT32_MAX - 1,
+                                   1 << 30, -(1 << 30), (1 << 30) - 1, 12345678, -12345678};
+    static const int32_t ms[] = {0, 1, 2, INT32_MAX, INT32_MAX - 1, 1 << 30, (1 << 30) + 1, 1 << 29, 3};
+    int failed = 0;
+    n_cases = n_fast = 0;
+    for (int it = 0; it < 40; it++) {
+        case_opts op = {1, 16 * rnd_in(1, 3) - rnd(9), 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0,
+                        pick((const int[]){2, 4, 8}, 3), 1, rnd(2), 0, rnd_in(1, 4), rnd_in(1, 9), 1, 0, rnd(4)};
+        conv_case cc;
+        case_make(&cc, &op);
+        memset(cc.w8, 0, (size_t)cc.c.cout);
+        for (int o = 0; o < cc.c.cout; o++) {
+            cc.bias[o] = rnd(3) ? accs[rnd(16)] : (int32_t)rnd64();
+            cc.mpos[o] = rnd(3) ? ms[rnd(9)] : (int32_t)(rnd64() & 0x7FFFFFFF);
+            cc.mneg[o] = rnd(3) ? ms[rnd(9)] : (int32_t)(rnd64() & 0x7FFFFFFF);
+            cc.shift[o] = (int8_t)(it < 32 ? (it + o) % 32 : rnd(32));
+        }
+        if (rnd(2)) { cc.c.qmin = -128; cc.c.qmax = 127; } else { cc.c.qmin = rnd_in(0, 100); cc.c.qmax = rnd_in(cc.c.qmin, 255); }
+        failed += compare_case(&cc, isa) != 0;
+        case_free(&cc);
+    }
+    fprintf(stderr, "  %d cases, %d on a fast kernel, %d failed\n", n_cases, n_fast, failed);
+}
+
+static void test_requant_avx2(void) {
+    if (!isa_available(TERN_ISA_AVX2)) SKIP("CPU has no AVX2+FMA");
+    requant_domain(TERN_ISA_AVX2);
+}
+static void test_requant_avx512vnni(void) {
+    if (!isa_available(TERN_ISA_AVX512VNNI)) SKIP("CPU has no AVX-512 VNNI: the avx512vnni kernels are not tested here");
+    requant_domain(TERN_ISA_AVX512VNNI);
+}
+
 static void test_sweep_avx2(void) {
     if (!isa_available(TERN_ISA_AVX2)) SKIP("CPU has no AVX2+FMA");
     sweep(TERN_ISA_AVX2);
@@ -517,9 +553,11 @@ int main(void) {
     RUN(test_ref_vs_direct);
     RUN(test_ref_wide);
     RUN(test_select_ref);
+    RUN(test_requant_avx2);
     RUN(test_sweep_avx2);
     RUN(test_structured_avx2);
     RUN(test_sweep_avx512vnni);
     RUN(test_structured_avx512vnni);
+    RUN(test_requant_avx512vnni);
     return check_summary();
 }

@@ -37,7 +37,11 @@
 
 enum { KIND_MADDUBS = 0, KIND_MADD16 = 1 };
 enum { MR = 3, NR = 16 };
-#define PARAM_BYTES (6 * NR * 4)   /* bias, mpos, mneg, shift, shift-1, round mask: int32 [16] each */
+/* Per block of 16 output channels: int32 bias[16] (signed-input correction folded in), mpos[16],
+ * mneg[16], cfix[16]; then int64 rnd[16], tsh[16] in "vector order": for each group of 8
+ * channels, the 4 even channels then the 4 odd ones (the lanes vpmuldq sees). See requant8. */
+enum { P_BIAS = 0, P_MPOS = 16, P_MNEG = 32, P_CFIX = 48, P_RND = 64, P_TSH = 96 };  /* int32 units */
+#define PARAM_BYTES (128 * 4)
 
 typedef struct pk_hdr {
     int32_t kind, elem;        /* elem: bytes per activation in the rows read (1, or 2 widened) */
@@ -163,13 +167,19 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
                         bias -= 128u * (uint32_t)(int32_t)c->cscale[(size_t)o * ncl + g] * (uint32_t)sw;
                     }
                 }
-                const int sh = c->shift[o];
-                P[0 * NR + j] = (int32_t)bias;
-                P[1 * NR + j] = c->mpos[o];
-                P[2 * NR + j] = c->mneg[o];
-                P[3 * NR + j] = sh;
-                P[4 * NR + j] = sh > 0 ? sh - 1 : 0;
-                P[5 * NR + j] = sh > 0 ? 1 : 0;
+                /* v = floor((acc*m + 2^30 + [s>0] 2^(30+s)) / 2^(31+s)) is both of tern_requant's
+                 * rounding steps at once (floor(floor(a/b)+c)/d) == floor((a+cb)/(bd))); adding
+                 * 2^62 makes the numerator non-negative so a logical shift is exact, and cfix
+                 * removes the 2^(62-31-s) that the bias leaves in the result. */
+                const int sh = c->shift[o] < 0 ? 0 : c->shift[o] > 31 ? 31 : c->shift[o];  /* contract: 0..31 */
+                const int vj = (j / 8) * 8 + (j % 2) * 4 + (j % 8) / 2;   /* vector order */
+                int64_t *P64 = (int64_t *)blk;
+                P[P_BIAS + j] = (int32_t)bias;
+                P[P_MPOS + j] = c->mpos[o];
+                P[P_MNEG + j] = c->mneg[o];
+                P[P_CFIX + j] = (int32_t)(uint32_t)(1ull << (31 - sh));
+                P64[P_RND / 2 + vj] = (int64_t)((1ull << 62) + (1ull << 30) + (sh > 0 ? 1ull << (30 + sh) : 0));
+                P64[P_TSH / 2 + vj] = 31 + sh;
             }
             uint8_t *q = blk + PARAM_BYTES;
             int s = 0;
@@ -229,27 +239,44 @@ static size_t avx2_scratch_size(const tern_qconv *c, int w) {
            (size_t)(n_slots(c) + 1) * row_bytes(c, w);
 }
 
-/* Copy input row xr (w pixels, or NULL for a row of padding) into a padded row. */
-static void fill_row(const tern_qconv *c, int kind, const uint8_t *xr, int w, int wp, uint8_t *dst, size_t bytes) {
-    const int cin = c->cin;
-    const uint8_t xo = c->in_signed ? 0x80 : 0;
-    for (int j = 0; j < wp; j++) {
-        const int ix = j - c->pad_l;
-        const int inside = xr && ix >= 0 && ix < w;
-        const uint8_t *src = inside ? xr + (size_t)ix * cin : c->pad_value;
-        if (kind == KIND_MADDUBS) {
-            uint8_t *d = dst + (size_t)j * cin;
-            if (!src) memset(d, xo, (size_t)cin);
-            else if (!xo) memcpy(d, src, (size_t)cin);
-            else for (int k = 0; k < cin; k++) d[k] = src[k] ^ xo;
-        } else {
-            int16_t *d = (int16_t *)dst + (size_t)j * cin;
-            if (!src) memset(d, 0, (size_t)cin * 2);
-            else if (c->in_signed) for (int k = 0; k < cin; k++) d[k] = (int8_t)src[k];
-            else for (int k = 0; k < cin; k++) d[k] = src[k];
+/* Copy input row xr (w pixels, or NULL for a row of padding) into a padded row: unsigned bytes,
+ * bytes xor 0x80 (signed input, MADDUBS), or s16 (MADD16). */
+static void put_pixels(int kind, int sgn, uint8_t *dst, const uint8_t *src, size_t n) {
+    if (kind == KIND_MADDUBS) {
+        if (!sgn) { memcpy(dst, src, n); return; }
+        size_t i = 0;
+        const __m256i k80 = _mm256_set1_epi8((char)0x80);
+        for (; i + 32 <= n; i += 32)
+            _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + i)), k80));
+        for (; i < n; i++) dst[i] = src[i] ^ 0x80;
+    } else {
+        int16_t *d = (int16_t *)dst;
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            const __m128i b = _mm_loadu_si128((const __m128i *)(src + i));
+            _mm256_storeu_si256((__m256i *)(d + i), sgn ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b));
         }
+        for (; i < n; i++) d[i] = sgn ? (int16_t)(int8_t)src[i] : (int16_t)src[i];
     }
-    const size_t used = (size_t)wp * cin * (kind == KIND_MADD16 ? 2 : 1);
+}
+
+static void fill_row(const tern_qconv *c, int kind, const uint8_t *xr, int w, int wp, uint8_t *dst, size_t bytes) {
+    const int cin = c->cin, elem = kind == KIND_MADD16 ? 2 : 1;
+    /* columns -pad_l .. wp-1-pad_l; the inside part is one contiguous run of the input row */
+    const int in0 = xr ? TERN_MIN(TERN_MAX(c->pad_l, 0), wp) : wp;            /* first inside column */
+    const int in1 = xr ? TERN_MAX(TERN_MIN(w + c->pad_l, wp), in0) : wp;      /* end of inside */
+    for (int j = 0; j < wp; j++) {
+        if (j == in0 && in1 > in0) {
+            put_pixels(kind, c->in_signed, dst + (size_t)j * cin * elem, xr + (size_t)(j - c->pad_l) * cin, (size_t)(in1 - in0) * cin);
+            j = in1 - 1;
+            continue;
+        }
+        uint8_t *d = dst + (size_t)j * cin * elem;
+        if (c->pad_value) put_pixels(kind, c->in_signed, d, c->pad_value, (size_t)cin);
+        else if (kind == KIND_MADDUBS) memset(d, c->in_signed ? 0x80 : 0, (size_t)cin);
+        else memset(d, 0, (size_t)cin * 2);
+    }
+    const size_t used = (size_t)wp * cin * elem;
     memset(dst + used, 0, bytes - used);
 }
 
@@ -259,24 +286,23 @@ static inline __m256i bcast4(const uint8_t *p) {
     return _mm256_set1_epi32(v);
 }
 
-/* tern_requant on 8 lanes. */
-static inline __m256i requant8(__m256i acc, const int32_t *P, int j8, __m256i qmin, __m256i qmax) {
-    const __m256i mpos = _mm256_load_si256((const __m256i *)(P + 1 * NR + j8));
-    const __m256i mneg = _mm256_load_si256((const __m256i *)(P + 2 * NR + j8));
-    const __m256i sh = _mm256_load_si256((const __m256i *)(P + 3 * NR + j8));
-    const __m256i sh1 = _mm256_load_si256((const __m256i *)(P + 4 * NR + j8));
-    const __m256i rm = _mm256_load_si256((const __m256i *)(P + 5 * NR + j8));
+/* tern_requant on 8 lanes (channels j8..j8+7 of the block's params). */
+static inline __attribute__((always_inline)) __m256i requant8(__m256i acc, const int32_t *P, int j8, __m256i qmin, __m256i qmax) {
+    const __m256i mpos = _mm256_load_si256((const __m256i *)(P + P_MPOS + j8));
+    const __m256i mneg = _mm256_load_si256((const __m256i *)(P + P_MNEG + j8));
     const __m256i m = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(mpos),
                                                            _mm256_castsi256_ps(mneg),
                                                            _mm256_castsi256_ps(acc)));
-    const __m256i half = _mm256_set1_epi64x((int64_t)1 << 30);
-    const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(acc, m), half);
-    const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), _mm256_srli_epi64(m, 32)), half);
-    /* (p + 2^30) >> 31 fits in 32 bits, so its low dword is bits 31..62 of p: a logical shift
-     * gives the same bits as the arithmetic one. Odd lanes go to the high dword by shifting left 1. */
-    __m256i v = _mm256_blend_epi32(_mm256_srli_epi64(pe, 31), _mm256_slli_epi64(po, 1), 0xAA);
-    /* (v + 2^(s-1)) >> s == (v >> s) + ((v >> (s-1)) & 1), without the int32 overflow */
-    v = _mm256_add_epi32(_mm256_srav_epi32(v, sh), _mm256_and_si256(_mm256_srav_epi32(v, sh1), rm));
+    const int64_t *P64 = (const int64_t *)P;
+    __m256i pe = _mm256_mul_epi32(acc, m);
+    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), _mm256_srli_epi64(m, 32));
+    pe = _mm256_add_epi64(pe, _mm256_load_si256((const __m256i *)(P64 + P_RND / 2 + j8)));
+    po = _mm256_add_epi64(po, _mm256_load_si256((const __m256i *)(P64 + P_RND / 2 + j8 + 4)));
+    pe = _mm256_srlv_epi64(pe, _mm256_load_si256((const __m256i *)(P64 + P_TSH / 2 + j8)));
+    po = _mm256_srlv_epi64(po, _mm256_load_si256((const __m256i *)(P64 + P_TSH / 2 + j8 + 4)));
+    /* the results fit in 32 bits: keep the low dwords, odd lanes moved up */
+    __m256i v = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+    v = _mm256_sub_epi32(v, _mm256_load_si256((const __m256i *)(P + P_CFIX + j8)));
     return _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
 }
 
@@ -289,7 +315,7 @@ typedef struct run_ctx {
 } run_ctx;
 
 /* Requantise a 3x16 tile and store n pixels x nc channels. */
-static inline void store_tile(const run_ctx *X, __m256i acc[MR][2], const int32_t *P, uint8_t *y, int n, int nc) {
+static inline __attribute__((always_inline)) void store_tile(const run_ctx *X, __m256i acc[MR][2], const int32_t *P, uint8_t *y, int n, int nc) {
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 #pragma GCC unroll 3
     for (int i = 0; i < MR; i++) {
@@ -322,38 +348,31 @@ static void ukr_maddubs(const run_ctx *X, const uint8_t *blk, ptrdiff_t o0, ptrd
     acc[0][1] = acc[1][1] = acc[2][1] = b1;
     for (int sg = 0; sg < X->nseg; sg++) {
         const int ns = X->segn[sg];
-        __m256i w0 = _mm256_load_si256((const __m256i *)wp), w1 = _mm256_load_si256((const __m256i *)(wp + 32));
-        const uint8_t *p = *sp++;
-        __m256i x = bcast4(p + o0);
-        __m256i s00 = _mm256_maddubs_epi16(x, w0), s01 = _mm256_maddubs_epi16(x, w1);
-        x = bcast4(p + o1);
-        __m256i s10 = _mm256_maddubs_epi16(x, w0), s11 = _mm256_maddubs_epi16(x, w1);
-        x = bcast4(p + o2);
-        __m256i s20 = _mm256_maddubs_epi16(x, w0), s21 = _mm256_maddubs_epi16(x, w1);
-        wp += 64;
-        for (int k = 1; k < ns; k++) {
-            w0 = _mm256_load_si256((const __m256i *)wp);
-            w1 = _mm256_load_si256((const __m256i *)(wp + 32));
-            p = *sp++;
-            x = bcast4(p + o0);
-            s00 = _mm256_add_epi16(s00, _mm256_maddubs_epi16(x, w0));
-            s01 = _mm256_add_epi16(s01, _mm256_maddubs_epi16(x, w1));
+        __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00;
+        for (int k = 0; k < ns; k++) {
+            const __m256i w0 = _mm256_load_si256((const __m256i *)wp);
+            const __m256i w1 = _mm256_load_si256((const __m256i *)(wp + 32));
+            const uint8_t *p = *sp++;
+            __m256i x = bcast4(p + o0);
+            s00 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w0), s00);
+            s01 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w1), s01);
             x = bcast4(p + o1);
-            s10 = _mm256_add_epi16(s10, _mm256_maddubs_epi16(x, w0));
-            s11 = _mm256_add_epi16(s11, _mm256_maddubs_epi16(x, w1));
+            s10 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w0), s10);
+            s11 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w1), s11);
             x = bcast4(p + o2);
-            s20 = _mm256_add_epi16(s20, _mm256_maddubs_epi16(x, w0));
-            s21 = _mm256_add_epi16(s21, _mm256_maddubs_epi16(x, w1));
+            s20 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w0), s20);
+            s21 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w1), s21);
             wp += 64;
+            /* keeps GCC from computing into a temporary and copying back every step */
+            __asm__("" : "+x"(s00), "+x"(s01), "+x"(s10), "+x"(s11), "+x"(s20), "+x"(s21));
         }
-        const __m256i c0 = _mm256_load_si256((const __m256i *)wp), c1 = _mm256_load_si256((const __m256i *)(wp + 32));
+        acc[0][0] = _mm256_add_epi32(acc[0][0], _mm256_madd_epi16(s00, _mm256_load_si256((const __m256i *)wp)));
+        acc[1][0] = _mm256_add_epi32(acc[1][0], _mm256_madd_epi16(s10, _mm256_load_si256((const __m256i *)wp)));
+        acc[2][0] = _mm256_add_epi32(acc[2][0], _mm256_madd_epi16(s20, _mm256_load_si256((const __m256i *)wp)));
+        acc[0][1] = _mm256_add_epi32(acc[0][1], _mm256_madd_epi16(s01, _mm256_load_si256((const __m256i *)(wp + 32))));
+        acc[1][1] = _mm256_add_epi32(acc[1][1], _mm256_madd_epi16(s11, _mm256_load_si256((const __m256i *)(wp + 32))));
+        acc[2][1] = _mm256_add_epi32(acc[2][1], _mm256_madd_epi16(s21, _mm256_load_si256((const __m256i *)(wp + 32))));
         wp += 64;
-        acc[0][0] = _mm256_add_epi32(acc[0][0], _mm256_madd_epi16(s00, c0));
-        acc[0][1] = _mm256_add_epi32(acc[0][1], _mm256_madd_epi16(s01, c1));
-        acc[1][0] = _mm256_add_epi32(acc[1][0], _mm256_madd_epi16(s10, c0));
-        acc[1][1] = _mm256_add_epi32(acc[1][1], _mm256_madd_epi16(s11, c1));
-        acc[2][0] = _mm256_add_epi32(acc[2][0], _mm256_madd_epi16(s20, c0));
-        acc[2][1] = _mm256_add_epi32(acc[2][1], _mm256_madd_epi16(s21, c1));
     }
     store_tile(X, acc, P, y, n, nc);
 }
