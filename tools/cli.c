@@ -1,6 +1,7 @@
 /* Shared CLI helpers. */
 #include "cli.h"
 #include "exec/fp32.h"
+#include "exec/qexec.h"
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -141,9 +142,86 @@ static void fp32_free(cli_model *m) {
     }
 }
 
+const struct tern_graph *cli_model_graph(const cli_model *m) {
+    return strcmp(m->kind, "fp32") ? NULL : ((const fp32_model *)m->impl)->g;
+}
+
+/* ---- integer models (.tern) ---- */
+typedef struct {
+    tern_qmodel *qm;
+    tern_qexec *e;
+} int_model;
+
+static enum tern_status int_run(cli_model *m, const uint8_t *px, int batch, double *scores) {
+    int_model *im = m->impl;
+    const int32_t *y;
+    enum tern_status st = tern_qexec_run(im->e, px, batch, &y);
+    if (st) return st;
+    for (int64_t i = 0; i < (int64_t)batch * m->nclasses; i++) scores[i] = y[i];
+    return TERN_STATUS_OK;
+}
+
+static void int_free(cli_model *m) {
+    int_model *im = m->impl;
+    if (im) {
+        tern_qexec_free(im->e);
+        tern_qmodel_free(im->qm);
+        free(im);
+    }
+}
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
+static enum tern_status int_load(const char *path, const cli_opts *o, cli_model *m) {
+    int_model *im = tern_calloc(1, sizeof *im);
+    if (!im) return TERN_STATUS_NOMEM;
+    m->impl = im;
+    m->run = int_run;
+    m->free = int_free;
+    m->kind = "int8";
+    enum tern_status st = tern_qmodel_load(path, &im->qm);
+    if (st) return st;
+    m->c = im->qm->in_c;
+    m->h = im->qm->in_h;
+    m->w = im->qm->in_w;
+    m->nclasses = im->qm->nclasses;
+    m->has_pp = 1;
+    m->pp.resize_short = im->qm->resize_short;
+    m->pp.crop_h = m->pp.crop_w = im->qm->crop;
+    m->pp.bgr = im->qm->bgr;
+    return tern_qexec_new(im->qm, o->batch, o->threads, tern_active_isa(), &im->e);
+}
+
+tern_preproc cli_effective_pp(const cli_opts *o, const cli_model *m) {
+    if (o->have_pp) return o->pp;
+    tern_preproc pp = o->pp;
+    if (m->has_pp && (m->pp.resize_short || m->pp.crop_h)) {
+        pp.resize_short = m->pp.resize_short;
+        pp.crop_h = m->pp.crop_h;
+        pp.crop_w = m->pp.crop_w;
+    } else { /* bring images to the model's input size darknet-style */
+        pp.resize_short = m->h < m->w ? m->h : m->w;
+        pp.crop_h = m->h;
+        pp.crop_w = m->w;
+    }
+    if (m->has_pp) pp.bgr = m->pp.bgr || o->pp.bgr;
+    return pp;
+}
+
 enum tern_status cli_model_load(const char *path, const cli_opts *o, cli_model **out) {
     *out = NULL;
     cli_model *m = tern_calloc(1, sizeof *m);
+    if (!m) return TERN_STATUS_NOMEM;
+    if (has_suffix(path, ".tern")) {
+        m->opts = o;
+        enum tern_status st = int_load(path, o, m);
+        if (st) { cli_model_free(m); return st; }
+        *out = m;
+        return TERN_STATUS_OK;
+    }
     if (!m) return TERN_STATUS_NOMEM;
     m->opts = o;
     fp32_model *f = tern_calloc(1, sizeof *f);
@@ -177,12 +255,7 @@ void cli_model_free(cli_model *m) {
 }
 
 enum tern_status cli_dataset_open(const cli_opts *o, const cli_model *m, tern_dataset **ds) {
-    tern_preproc pp = o->pp;
-    if (!o->have_pp) { /* default: bring images to the model's input size darknet-style */
-        pp.resize_short = m->h < m->w ? m->h : m->w;
-        pp.crop_h = m->h;
-        pp.crop_w = m->w;
-    }
+    tern_preproc pp = cli_effective_pp(o, m);
     enum tern_status st = tern_dataset_open(o->data, o->labels, &pp, ds);
     if (st) return st;
     int c, h, w;

@@ -34,6 +34,8 @@ struct cli_model {
     enum tern_status (*run)(cli_model *m, const uint8_t *pixels, int batch, double *scores);
     void (*free)(cli_model *m);
     const cli_opts *opts;
+    tern_preproc pp;            /* the model's own preprocessing (.tern files record it) */
+    int has_pp;
 };
 enum tern_status cli_model_load(const char *path, const cli_opts *o, cli_model **out);
 void cli_model_free(cli_model *m);
@@ -48,7 +50,16 @@ void cli_progress(const char *what, int done, int total, double t0, int quiet);
 void cli_topk(const double *scores, int n, int k, int *idx);
 int cli_fail(const char *what);     /* prints "tern: what: <last error>", returns 1 */
 
+/* The preprocessing a dataset gets for model m (explicit options, else the model's own). */
+tern_preproc cli_effective_pp(const cli_opts *o, const cli_model *m);
+struct tern_graph;
+const struct tern_graph *cli_model_graph(const cli_model *m);   /* FP32 models only */
+struct tern_qmodel;
+void cli_report_qmodel(const struct tern_qmodel *m, const char *tern_path, const char *onnx_path, int json);
+
 int cmd_info(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 #endif

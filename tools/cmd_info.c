@@ -1,6 +1,7 @@
 /* tern info MODEL: the layer table of an ONNX model (or a .tern file, see cmd_info_tern). */
 #include "cli.h"
 #include "graph/graph.h"
+#include "format/qmodel.h"
 #include <string.h>
 
 static int64_t params_of(const tern_graph *g, const tern_node *n) {
@@ -17,7 +18,7 @@ int cmd_info(int argc, char **argv) {
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) {
-            printf("usage: tern info MODEL.onnx [--json]\n");
+            printf("usage: tern info MODEL(.onnx|.tern) [--json]\n");
             return 0;
         }
         int r = cli_parse_common(&o, argc, argv, &i);
@@ -26,7 +27,15 @@ int cmd_info(int argc, char **argv) {
         if (argv[i][0] == '-' || path) { fprintf(stderr, "tern info: unexpected argument '%s'\n", argv[i]); return 2; }
         path = argv[i];
     }
-    if (!path) { fprintf(stderr, "usage: tern info MODEL.onnx [--json]\n"); return 2; }
+    if (!path) { fprintf(stderr, "usage: tern info MODEL(.onnx|.tern) [--json]\n"); return 2; }
+    size_t n = strlen(path);
+    if (n > 5 && !strcmp(path + n - 5, ".tern")) {
+        tern_qmodel *qm;
+        if (tern_qmodel_load(path, &qm)) return cli_fail("info");
+        cli_report_qmodel(qm, path, NULL, o.json);
+        tern_qmodel_free(qm);
+        return 0;
+    }
     tern_graph *g;
     if (tern_onnx_import(path, &g)) return cli_fail("info");
     int64_t tp = 0, tm = 0;

@@ -36,12 +36,7 @@ int cmd_run(int argc, char **argv) {
     scores = tern_malloc(sizeof(double) * (size_t)m->nclasses);
     if (!scores) goto done;
     int k = o.topk < m->nclasses ? o.topk : m->nclasses;
-    tern_preproc pp = o.pp;
-    if (!o.have_pp) {
-        pp.resize_short = m->h < m->w ? m->h : m->w;
-        pp.crop_h = m->h;
-        pp.crop_w = m->w;
-    }
+    tern_preproc pp = cli_effective_pp(&o, m);
     if (o.json) printf("[");
     for (int i = 0; i < nimg; i++) {
         uint8_t *px = NULL;

@@ -10,6 +10,8 @@ static const struct {
     {"info", cmd_info, "layers, shapes, parameters and MACs of a model"},
     {"run", cmd_run, "classify images (top-5 with class names)"},
     {"eval", cmd_eval, "top-1/top-5 accuracy and speed over a labelled dataset"},
+    {"quantize", cmd_quantize, "convert an FP32 ONNX model to a ternary/8-bit .tern model"},
+    {"bench", cmd_bench, "per-layer time, latency (batch 1) and throughput (batch 64)"},
 };
 
 static void usage(FILE *f) {

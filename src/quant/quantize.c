@@ -553,11 +553,11 @@ static enum tern_status build_conv(qctx *q, const low_layer *l, int nweight, ter
             else mneg[oc] = act && act->op == TERN_OP_RELU ? 0 : act && act->op == TERN_OP_CLIP ? mpos[oc] : (int32_t)nearbyint(alpha * mpos[oc]);
         }
         if (ok) break;
-        if (!yt->wide) {
-            st = tern_errorf(TERN_STATUS_NUMERIC, "layer '%s': output exponent %d is too fine for the weight scales (requantisation factor >= 1)", n->name, fo);
+        /* the output cannot be finer than the accumulator allows: take the finest that fits */
+        if (--fo < -64) {
+            st = tern_errorf(TERN_STATUS_NUMERIC, "layer '%s': no output exponent fits the weight scales", n->name);
             goto done;
         }
-        fo--;
     }
     m->tensors[l->out].exp = fo;
     if (yt->wide) { c->qmin = INT32_MIN; c->qmax = INT32_MAX; c->out_wide = 1; }
@@ -594,13 +594,14 @@ done:
     return st;
 }
 
-static enum tern_status pool_mults(tern_qlayer *L, int n, int fi, int fo) {
-    L->nmult = n + 1;
+/* Multipliers for windows of 1..n taps (global pools: only n, stored at index 1). */
+static enum tern_status pool_mults(tern_qlayer *L, int n, int global, int fi, int fo) {
+    L->nmult = global ? 2 : n + 1;
     L->mult = tern_calloc((size_t)L->nmult, sizeof(int32_t));
     L->mshift = tern_calloc((size_t)L->nmult, 1);
     if (!L->mult || !L->mshift) return TERN_STATUS_NOMEM;
-    for (int k = 1; k <= n; k++)
-        if (!to_mult(ldexp(1.0, fo - fi) / k, &L->mult[k], &L->mshift[k]))
+    for (int k = global ? n : 1; k <= n; k++)
+        if (!to_mult(ldexp(1.0, fo - fi) / k, &L->mult[global ? 1 : k], &L->mshift[global ? 1 : k]))
             return tern_errorf(TERN_STATUS_NUMERIC, "layer '%s': pooling output exponent too fine", L->name);
     return TERN_STATUS_OK;
 }
@@ -629,7 +630,6 @@ static enum tern_status build(qctx *q, tern_qmodel *m) {
     if (!m->tensors || !m->layers) return TERN_STATUS_NOMEM;
     for (int t = 0; t < q->nqt; t++) {
         qt_info *qt = &q->qt[t];
-        if (qt->same_as >= 0) qt->exp = q->qt[qt->same_as].exp;
         m->tensors[t] = (tern_qtensor){qt->c, qt->h, qt->w, qt->is_signed, t == 0 ? 0 : qt->exp, qt->wide};
     }
     m->ntensors = q->nqt;
@@ -638,8 +638,17 @@ static enum tern_status build(qctx *q, tern_qmodel *m) {
     for (int i = 0; i < q->nll; i++) {
         const low_layer *l = &q->ll[i];
         const tern_node *n = l->node;
+        if (q->qt[l->out].same_as >= 0) m->tensors[l->out].exp = m->tensors[q->qt[l->out].same_as].exp;
         const tern_qtensor *tx = &m->tensors[l->in[0]], *ty = &m->tensors[l->out];
         int fi = tx->exp, fo = ty->exp;
+        if (l->op == TERN_QOP_AVGPOOL || l->op == TERN_QOP_GLOBALAVGPOOL) {
+            /* a mean has no more resolution than sum/n: cap the exponent so the factor is < 1 */
+            int n1 = l->op == TERN_QOP_GLOBALAVGPOOL ? tx->h * tx->w : 1, lg = 0;
+            while ((1 << lg) < n1) lg++;
+            if (ty->wide) fo = fi + lg - 1;
+            else if (fo > fi + lg - 1) fo = fi + lg - 1;
+            m->tensors[l->out].exp = fo;
+        }
         int li = add_layer(m, l->op, n->name);
         tern_qlayer *L = &m->layers[li];
         L->nin = l->nin;
@@ -679,19 +688,10 @@ static enum tern_status build(qctx *q, tern_qmodel *m) {
             L->pad_l = (int)n->a.pads[1];
             L->pad_b = (int)n->a.pads[2];
             L->pad_r = (int)n->a.pads[3];
-            if (l->op == TERN_QOP_AVGPOOL) st = pool_mults(L, L->kh * L->kw, fi, fo);
+            if (l->op == TERN_QOP_AVGPOOL) st = pool_mults(L, L->kh * L->kw, 0, fi, fo);
             break;
         case TERN_QOP_GLOBALAVGPOOL:
-            if (ty->wide) { /* logits: finest exponent that keeps the factor below 1 */
-                fo = fi + 20;
-                while (ldexp(1.0, fo - fi) / (tx->h * tx->w) >= 1.0) fo--;
-                m->tensors[l->out].exp = fo;
-            }
-            st = pool_mults(L, 1, fi, fo);
-            if (!st) { /* one entry: the whole map */
-                if (!to_mult(ldexp(1.0, fo - fi) / (tx->h * tx->w), &L->mult[1], &L->mshift[1]))
-                    st = tern_errorf(TERN_STATUS_NUMERIC, "layer '%s': pooling output exponent too fine", n->name);
-            }
+            st = pool_mults(L, tx->h * tx->w, 1, fi, fo);
             break;
         case TERN_QOP_PAD: {
             const int64_t *p = n->a.pad_list; /* [n c h w] begins then ends */

@@ -1,0 +1,110 @@
+/* tern quantize MODEL.onnx -o OUT.tern --calib DATA: ternary/4-bit/8-bit weights per policy,
+ * 8-bit dynamic fixed point activations calibrated on DATA, and a per-layer report. */
+#include "cli.h"
+#include "quant/quantize.h"
+#include <string.h>
+
+static const char *help =
+    "usage: tern quantize MODEL.onnx -o OUT.tern --calib DATA [options]\n"
+    "  -o FILE               output .tern file\n"
+    "  --calib DATA          calibration images (CIFAR .bin or image folder); never the test set\n"
+    "  --calib-count K       calibration images, spread over DATA (default 500)\n"
+    "  --weights t|4|8       weight type of the body layers (default t: ternary)\n"
+    "  --cluster N|all       input channels per scale cluster (default 4)\n"
+    "  --ternary-rule R      exact (default: least squares optimum) or twn\n"
+    "  --calib-rule R        mse (default) or maxabs\n"
+    "  --layer KEY=SPEC      per-layer override; KEY = name or weight-layer index, SPEC = t[:N], 4[:N], 8\n"
+    "  --all-layers          quantize the first and last layers by --weights too (default: keep them 8-bit)\n"
+    "  --json                report as JSON\n";
+
+int cmd_quantize(int argc, char **argv) {
+    cli_opts o;
+    cli_opts_init(&o);
+    tern_qopts q;
+    tern_qopts_init(&q);
+    const char *path = NULL;
+    int calib_count = 500;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help")) { printf("%s%s", help, cli_common_help()); return 0; }
+        if ((!strcmp(a, "-o") || !strcmp(a, "--calib") || !strcmp(a, "--calib-count") || !strcmp(a, "--weights") || !strcmp(a, "--cluster") ||
+             !strcmp(a, "--ternary-rule") || !strcmp(a, "--calib-rule") || !strcmp(a, "--layer")) && !v) {
+            fprintf(stderr, "tern quantize: %s needs a value\n", a);
+            return 2;
+        }
+        if (!strcmp(a, "-o")) o.out = argv[++i];
+        else if (!strcmp(a, "--calib")) o.calib = argv[++i];
+        else if (!strcmp(a, "--calib-count")) { calib_count = atoi(argv[++i]); if (calib_count < 1) { fprintf(stderr, "tern quantize: bad --calib-count\n"); return 2; } }
+        else if (!strcmp(a, "--weights")) { if (!tern_parse_wspec(argv[++i], &q.wtype, &q.cluster)) { fprintf(stderr, "tern quantize: bad --weights '%s' (t, 4 or 8)\n", v); return 2; } }
+        else if (!strcmp(a, "--cluster")) {
+            i++;
+            if (!strcmp(v, "all")) q.cluster = 0;
+            else if ((q.cluster = atoi(v)) < 1) { fprintf(stderr, "tern quantize: bad --cluster '%s'\n", v); return 2; }
+        } else if (!strcmp(a, "--ternary-rule")) {
+            i++;
+            if (!strcmp(v, "exact")) q.trule = TERN_TRULE_EXACT;
+            else if (!strcmp(v, "twn")) q.trule = TERN_TRULE_TWN;
+            else { fprintf(stderr, "tern quantize: bad --ternary-rule '%s' (exact, twn)\n", v); return 2; }
+        } else if (!strcmp(a, "--calib-rule")) {
+            i++;
+            if (!strcmp(v, "mse")) q.calib_rule = TERN_CALIB_MSE;
+            else if (!strcmp(v, "maxabs")) q.calib_rule = TERN_CALIB_MAXABS;
+            else { fprintf(stderr, "tern quantize: bad --calib-rule '%s' (mse, maxabs)\n", v); return 2; }
+        } else if (!strcmp(a, "--layer")) {
+            i++;
+            const char *eq = strchr(v, '=');
+            tern_layer_rule *r = &q.rules[q.nrules];
+            if (!eq || eq == v || (size_t)(eq - v) >= sizeof r->key || q.nrules >= 64) { fprintf(stderr, "tern quantize: bad --layer '%s' (KEY=SPEC)\n", v); return 2; }
+            memcpy(r->key, v, (size_t)(eq - v));
+            r->key[eq - v] = 0;
+            r->wtype = q.wtype;
+            r->cluster = q.cluster;
+            if (!tern_parse_wspec(eq + 1, &r->wtype, &r->cluster)) { fprintf(stderr, "tern quantize: bad layer spec '%s'\n", eq + 1); return 2; }
+            q.nrules++;
+        } else if (!strcmp(a, "--all-layers")) q.keep_ends_8bit = 0;
+        else {
+            int r = cli_parse_common(&o, argc, argv, &i);
+            if (r < 0) return 2;
+            if (r) continue;
+            if (a[0] == '-' || path) { fprintf(stderr, "tern quantize: unexpected argument '%s'\n", a); return 2; }
+            path = a;
+        }
+    }
+    if (!path || !o.out || !o.calib) { fprintf(stderr, "%s", help); return 2; }
+    if (!cli_apply_preset(&o)) return 2;
+    memcpy(q.mean, o.mean, sizeof q.mean);
+    memcpy(q.std, o.std, sizeof q.std);
+    q.threads = o.threads;
+    cli_model *m = NULL;
+    tern_dataset *ds = NULL;
+    tern_qmodel *qm = NULL;
+    uint8_t *px = NULL;
+    int *idx = NULL, rc = 1;
+    if (cli_model_load(path, &o, &m)) { rc = cli_fail("quantize"); goto done; }
+    if (strcmp(m->kind, "fp32")) { fprintf(stderr, "tern quantize: %s is already quantized\n", path); goto done; }
+    o.data = o.calib;
+    if (cli_dataset_open(&o, m, &ds)) { rc = cli_fail("quantize"); goto done; }
+    tern_preproc pp = cli_effective_pp(&o, m);
+    q.bgr = pp.bgr;
+    q.resize_short = pp.resize_short;
+    q.crop = pp.crop_h;
+    idx = cli_subset(tern_dataset_count(ds), &calib_count);
+    size_t per = (size_t)m->c * m->h * m->w;
+    px = tern_malloc(per * (size_t)calib_count);
+    if (!idx || !px) { rc = cli_fail("quantize"); goto done; }
+    for (int i = 0; i < calib_count; i++)
+        if (tern_dataset_read(ds, idx[i], px + per * (size_t)i, NULL)) { rc = cli_fail("quantize"); goto done; }
+    double t0 = tern_now();
+    if (tern_quantize(cli_model_graph(m), &q, px, calib_count, &qm)) { rc = cli_fail("quantize"); goto done; }
+    if (tern_qmodel_save(qm, o.out)) { rc = cli_fail("quantize"); goto done; }
+    if (!o.json) fprintf(stderr, "quantized %s in %.1f s (%d calibration images from %s)\n", path, tern_now() - t0, calib_count, o.calib);
+    cli_report_qmodel(qm, o.out, path, o.json);
+    rc = 0;
+done:
+    free(px);
+    free(idx);
+    tern_qmodel_free(qm);
+    tern_dataset_free(ds);
+    cli_model_free(m);
+    return rc;
+}
