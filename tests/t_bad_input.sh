@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Bad input through the CLI: each case must fail with exit code 1 (not a crash or a sanitizer
+# report), print a message naming the offending file, and leave no partial output file.
+set -u
+BUILD=${BUILD:-build/release}
+TERN=$BUILD/tern
+D=${TERN_DATA:-../shared/data}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+expect_fail() { # name needle cmd...
+    local name=$1 needle=$2; shift 2
+    "$@" >"$T/out" 2>"$T/err"; local rc=$?
+    if [ $rc -eq 1 ] && grep -qF -- "$needle" "$T/err" && ! grep -q Sanitizer "$T/err"; then
+        pass=$((pass+1)); echo "ok   $name: $(head -c 200 "$T/err" | head -1)"
+    else
+        fail=$((fail+1)); echo "FAIL $name (exit $rc, want 1 and '$needle'):"; sed 's/^/     /' "$T/err" | head -20
+    fi
+}
+R20=$D/models/cifar10/resnet20.onnx
+
+# Malformed ONNX files, made with the onnx package from the real model.
+if /usr/bin/python3 -c "import onnx" 2>/dev/null; then
+    /usr/bin/python3 - "$R20" "$T" <<'PY'
+import onnx, sys, copy
+src, out = sys.argv[1], sys.argv[2]
+m = onnx.load(src)
+a = copy.deepcopy(m); t = a.graph.initializer[0]; t.raw_data = t.raw_data[:-4]; onnx.save(a, out + "/badlen.onnx")
+b = copy.deepcopy(m); b.graph.node[3].op_type = "FancyConv"; onnx.save(b, out + "/unknown_op.onnx")
+c = copy.deepcopy(m); c.graph.node[0].attribute.append(onnx.helper.make_attribute("mystery", 3)); onnx.save(c, out + "/bad_attr.onnx")
+d = copy.deepcopy(m); d.graph.node[5].input[0] = "nowhere"; onnx.save(d, out + "/dangling.onnx")
+e = copy.deepcopy(m); e.opset_import[0].version = 5; onnx.save(e, out + "/old_opset.onnx")
+PY
+    expect_fail "wrong tensor data length" "badlen.onnx" $TERN info "$T/badlen.onnx"
+    expect_fail "unknown op" "FancyConv" $TERN info "$T/unknown_op.onnx"
+    expect_fail "unknown op names the node" "$(/usr/bin/python3 -c "import onnx; print(onnx.load('$R20').graph.node[3].name)")" $TERN info "$T/unknown_op.onnx"
+    expect_fail "unsupported attribute" "mystery" $TERN info "$T/bad_attr.onnx"
+    expect_fail "undefined input" "nowhere" $TERN eval "$T/dangling.onnx" --data "$D/cifar10/test_batch.bin"
+    expect_fail "opset out of range" "opset 5" $TERN info "$T/old_opset.onnx"
+else
+    echo "skip: /usr/bin/python3 has no onnx module (apt-get install python3-onnx): malformed-ONNX cases not run"
+fi
+head -c 50000 "$R20" > "$T/trunc.onnx"
+expect_fail "truncated onnx" "trunc.onnx" $TERN eval "$T/trunc.onnx" --data "$D/cifar10/test_batch.bin"
+expect_fail "missing model" "nope.onnx" $TERN run "$T/nope.onnx" "$D/imagenet_sample/n01440764_tench.JPEG"
+expect_fail "missing dataset" "no_such.bin" $TERN eval "$R20" --data "$T/no_such.bin"
+head -c 10000 "$D/cifar10/test_batch.bin" > "$T/short.bin"
+expect_fail "odd-sized CIFAR file" "short.bin" $TERN eval "$R20" --data "$T/short.bin"
+head -c 9000 "$D/imagenet_sample/n01440764_tench.JPEG" > "$T/broken.jpg"
+expect_fail "corrupt image" "broken.jpg" $TERN run "$D/models/imagenet/tiny_darknet.onnx" "$T/broken.jpg"
+expect_fail "image of the wrong size" "takes 224x224" $TERN run "$D/models/imagenet/tiny_darknet.onnx" "$D/imagenet_sample/n01440764_tench.JPEG" --resize 100 --crop 100
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
