@@ -29,7 +29,8 @@ const char *cli_common_help(void) {
            "  --batch N          batch size (default 64)\n"
            "  --threads N        threads (default 1)\n"
            "  --json             machine-readable output on stdout\n"
-           "  --quiet            no progress bar\n";
+           "  --quiet            no progress bar\n"
+           "  --dump FILE        (eval) write every image's logits, one line each, to FILE\n";
 }
 
 static int parse_triple(const char *s, float *v) {
@@ -53,6 +54,7 @@ int cli_parse_common(cli_opts *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--labels")) { NEED_VALUE(); o->labels = v; }
     else if (!strcmp(a, "--names")) { NEED_VALUE(); o->names = v; }
     else if (!strcmp(a, "--preset")) { NEED_VALUE(); o->preset = v; }
+    else if (!strcmp(a, "--dump")) { NEED_VALUE(); o->dump = v; }
     else if (!strcmp(a, "--mean")) { NEED_VALUE(); if (!parse_triple(v, o->mean)) BAD(); }
     else if (!strcmp(a, "--std")) { NEED_VALUE(); if (!parse_triple(v, o->std) || o->std[0] <= 0 || o->std[1] <= 0 || o->std[2] <= 0) BAD(); }
     else if (!strcmp(a, "--resize")) { NEED_VALUE(); if (!parse_int(v, 1, &o->pp.resize_short)) BAD(); o->have_pp = 1; }

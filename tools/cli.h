@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 typedef struct cli_opts {
-    const char *data, *labels, *names, *out, *calib;
+    const char *data, *labels, *names, *out, *calib, *dump;
     tern_preproc pp;
     float mean[3], std[3];      /* FP32 input normalisation: (p/255 - mean) / std */
     int have_pp;                /* resize/crop given explicitly */

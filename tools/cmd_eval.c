@@ -24,6 +24,7 @@ int cmd_eval(int argc, char **argv) {
     int *idx = NULL, *labels = NULL, rc = 1;
     uint8_t *px = NULL;
     double *scores = NULL;
+    FILE *dump = NULL;
     if (cli_model_load(path, &o, &m)) { rc = cli_fail("eval"); goto done; }
     if (cli_dataset_open(&o, m, &ds)) { rc = cli_fail("eval"); goto done; }
     int count = o.count;
@@ -34,6 +35,10 @@ int cmd_eval(int argc, char **argv) {
     labels = tern_malloc(sizeof(int) * (size_t)o.batch);
     if (!idx || !px || !scores || !labels) { rc = cli_fail("eval"); goto done; }
     int top1 = 0, top5 = 0, labelled = 0, k = m->nclasses < 5 ? m->nclasses : 5;
+    if (o.dump && !(dump = fopen(o.dump, "w"))) {
+        fprintf(stderr, "tern: eval: cannot write %s\n", o.dump);
+        goto done;
+    }
     double t0 = tern_now(), t_run = 0;
     for (int s = 0; s < count; s += o.batch) {
         int b = count - s < o.batch ? count - s : o.batch;
@@ -42,6 +47,10 @@ int cmd_eval(int argc, char **argv) {
         double t1 = tern_now();
         if (m->run(m, px, b, scores)) { rc = cli_fail("eval"); goto done; }
         t_run += tern_now() - t1;
+        for (int j = 0; j < b && dump; j++) {
+            for (int c = 0; c < m->nclasses; c++) fprintf(dump, c ? " %.9g" : "%.9g", scores[(size_t)j * m->nclasses + c]);
+            fputc('\n', dump);
+        }
         for (int j = 0; j < b; j++) {
             int top[5];
             cli_topk(scores + (size_t)j * m->nclasses, m->nclasses, k, top);
@@ -66,6 +75,7 @@ int cmd_eval(int argc, char **argv) {
     }
     rc = 0;
 done:
+    if (dump && fclose(dump) != 0 && rc == 0) rc = cli_fail("eval: writing the dump");
     free(idx);
     free(px);
     free(scores);

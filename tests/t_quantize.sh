@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# tern quantize + the integer engine on the real models:
+#  - the same inputs give byte-identical .tern files;
+#  - ResNet-56 ternary N=4 (default policy) is at most 1/12 of the FP32 ONNX file;
+#  - the % of multiplications replaced equals an independent count from the ONNX layer shapes;
+#  - 8-bit weights stay within 0.3 point of FP32 on the CIFAR-10 test set (integer engine's own top-1);
+#  - logits are identical under every ISA level and thread count.
+set -u
+BUILD=${BUILD:-build/release}
+TERN=$BUILD/tern
+D=${TERN_DATA:-../shared/data}
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+field() { sed -n "s/.*\"$2\": \([-0-9.e]*\).*/\1/p" "$1" | tail -1; }
+CAL="--calib $D/cifar10/data_batch_1.bin --calib-count 256 --preset cifar --quiet"
+R20=$D/models/cifar10/resnet20.onnx; R56=$D/models/cifar10/resnet56.onnx
+
+# determinism
+$TERN quantize "$R20" -o "$T/a.tern" $CAL --json > "$T/a.json" && $TERN quantize "$R20" -o "$T/b.tern" $CAL --json > /dev/null \
+    && cmp -s "$T/a.tern" "$T/b.tern" && ok "quantizing twice gives byte-identical files" || bad "quantizing twice differs"
+
+# size
+if $TERN quantize "$R56" -o "$T/r56.tern" $CAL > /dev/null; then
+    ts=$(stat -c %s "$T/r56.tern"); os=$(stat -c %s "$R56")
+    [ $((ts * 12)) -le "$os" ] && ok "resnet56 ternary N=4: $ts bytes <= 1/12 of $os" || bad "resnet56 .tern $ts bytes > 1/12 of $os"
+else bad "quantize resnet56"; fi
+
+# multiplications replaced vs an independent count (onnx shape inference in Python)
+if /usr/bin/python3 -c "import onnx" 2>/dev/null; then
+    for N in 1 4 64; do
+        $TERN quantize "$R20" -o "$T/n.tern" $CAL --cluster $N --json > "$T/n.json" || { bad "quantize N=$N"; continue; }
+        got=$(field "$T/n.json" mult_replaced)
+        want=$(/usr/bin/python3 - "$R20" $N <<'PY'
+import onnx, sys, math
+from onnx import shape_inference, numpy_helper
+m = shape_inference.infer_shapes(onnx.load(sys.argv[1])); N = int(sys.argv[2])
+shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in list(m.graph.value_info) + list(m.graph.output)}
+inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+layers = []
+for n in m.graph.node:
+    if n.op_type == "Conv":
+        w = inits[n.input[1]]; o = shapes[n.output[0]]
+        layers.append((o[1] * o[2] * o[3] * w.shape[1] * w.shape[2] * w.shape[3], w.shape[1], w.shape[2] * w.shape[3]))
+    elif n.op_type == "Gemm":
+        w = inits[n.input[1]]; layers.append((w.shape[0] * w.shape[1], w.shape[1], 1))
+total = sum(l[0] for l in layers)
+# default policy: first conv and last layer stay 8-bit; the others ternary with clusters of N channels
+rep = sum(macs * (1 - math.ceil(cin / N) / (cin * khw)) for macs, cin, khw in layers[1:-1])
+print("%.6f" % (rep / total))
+PY
+)
+        awk -v g="$got" -v w="$want" 'BEGIN { exit !(g - w < 1e-5 && w - g < 1e-5) }' && ok "N=$N: $got of multiplications replaced (independent count $want)" || bad "N=$N: tern says '$got', independent count $want"
+    done
+else echo "skip: no python3-onnx, multiplication count not cross-checked"; fi
+
+# 8-bit accuracy of the integer engine vs FP32, full test set
+for name in resnet20 resnet56; do
+    M=$D/models/cifar10/$name.onnx
+    $TERN quantize "$M" -o "$T/$name.8.tern" $CAL --weights 8 > /dev/null || { bad "quantize $name 8-bit"; continue; }
+    $TERN eval "$M" --data "$D/cifar10/test_batch.bin" --preset cifar --threads 2 --json --quiet > "$T/f.json"
+    $TERN eval "$T/$name.8.tern" --data "$D/cifar10/test_batch.bin" --threads 2 --json --quiet > "$T/q.json"
+    f=$(field "$T/f.json" top1); q=$(field "$T/q.json" top1)
+    awk -v f="$f" -v q="$q" 'BEGIN { d = f - q; if (d < 0) d = -d; exit !(d <= 0.3) }' && ok "$name 8-bit integer engine top-1 $q vs FP32 $f" || bad "$name 8-bit top-1 $q vs FP32 $f (> 0.3 apart)"
+done
+
+# identical logits under every ISA and thread count (ternary and 4-bit models)
+$TERN quantize "$R20" -o "$T/t4.tern" $CAL --weights 4 --cluster 4 > /dev/null
+for model in "$T/a.tern" "$T/t4.tern" "$T/resnet20.8.tern"; do
+    isas="ref"; grep -q avx2 /proc/cpuinfo && isas="$isas avx2"; grep -q avx512_vnni /proc/cpuinfo && isas="$isas avx512vnni"
+    first=""
+    for isa in $isas; do
+        for th in 1 2; do
+            TERN_ISA=$isa $TERN eval "$model" --data "$D/cifar10/test_batch.bin" --count 96 --batch 32 --threads $th --quiet --dump "$T/d.$isa.$th" > /dev/null || bad "eval $isa $th"
+            [ -z "$first" ] && first="$T/d.$isa.$th"
+            cmp -s "$first" "$T/d.$isa.$th" || bad "$(basename $model): logits under $isa/$th threads differ from $(basename $first)"
+        done
+    done
+    ok "$(basename $model): identical logits under {$isas} x {1,2} threads on 96 images"
+done
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
