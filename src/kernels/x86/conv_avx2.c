@@ -335,46 +335,165 @@ static inline __attribute__((always_inline)) void store_tile(const run_ctx *X, _
     }
 }
 
+/* Requantise a 4x16 tile and store n pixels x nc channels. */
+static inline __attribute__((always_inline)) void store_tile4(const run_ctx *X, __m256i acc[4][2], const int32_t *P, uint8_t *y, int n, int nc) {
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        if (i >= n) break;
+        const __m256i r0 = requant8(acc[i][0], P, 0, X->qmin, X->qmax);
+        const __m256i r1 = requant8(acc[i][1], P, 8, X->qmin, X->qmax);
+        const __m256i t = _mm256_packs_epi32(r0, r1);   /* exact: values are within -128..255 */
+        const __m256i u = X->out_signed ? _mm256_packs_epi16(t, t) : _mm256_packus_epi16(t, t);
+        const __m128i o = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(u, perm));
+        uint8_t *d = y + (size_t)i * X->cout;
+        if (nc == NR) _mm_storeu_si128((__m128i *)d, o);
+        else {
+            uint8_t tmp[16];
+            _mm_storeu_si128((__m128i *)tmp, o);
+            memcpy(d, tmp, (size_t)nc);
+        }
+    }
+}
+
+/* The segment loops, in inline asm because GCC 12 keeps copying the loop-carried sums between
+ * registers and spilling the accumulators around them (measured: ~25% slower). One step:
+ * load 16 channels x 4 codes (2 ymm), broadcast each pixel's 4 bytes, vpmaddubsw into a
+ * temporary, vpaddw into that pixel's s16 sums. At a segment's end: vpmaddwd with its scales
+ * (which follow its codes) and vpaddd into the s32 accumulators. */
+#define STEP_PIX(o, sA, sB)                                                      \
+    "vpbroadcastd (%[p],%[" o "]), %%ymm8\n\t"                                 \
+    "vpmaddubsw %%ymm6, %%ymm8, %%ymm9\n\t"                                    \
+    "vpaddw %%ymm9, %%ymm" sA ", %%ymm" sA "\n\t"                              \
+    "vpmaddubsw %%ymm7, %%ymm8, %%ymm8\n\t"                                    \
+    "vpaddw %%ymm8, %%ymm" sB ", %%ymm" sB "\n\t"
+/* a segment's first step writes the sums directly (no zeroing, no add) */
+#define FIRST_PIX(o, sA, sB)                                                     \
+    "vpbroadcastd (%[p],%[" o "]), %%ymm8\n\t"                                 \
+    "vpmaddubsw %%ymm6, %%ymm8, %%ymm" sA "\n\t"                               \
+    "vpmaddubsw %%ymm7, %%ymm8, %%ymm" sB "\n\t"
+#define LOAD_STEP                                                                \
+    "mov (%[sp]), %[p]\n\t"                                                    \
+    "add $8, %[sp]\n\t"                                                        \
+    "vmovdqa (%[wp]), %%ymm6\n\t"                                              \
+    "vmovdqa 32(%[wp]), %%ymm7\n\t"                                            \
+    "add $64, %[wp]\n\t"
+
+/* 3 pixels: s16 sums in ymm0-5, codes ymm6-7, temporaries ymm8-9, s32 accumulators in the
+ * remaining 6 registers. */
+static inline __attribute__((always_inline)) void segs3(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn,
+                                                        int nseg, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2, __m256i acc[3][2]) {
+    __m256i a00 = acc[0][0], a01 = acc[0][1], a10 = acc[1][0], a11 = acc[1][1], a20 = acc[2][0], a21 = acc[2][1];
+    const uint8_t *p;
+    long cnt;
+    __asm__ volatile(
+        "1:\n\t"
+        "movslq (%[segn]), %[cnt]\n\t"
+        "add $4, %[segn]\n\t"
+        LOAD_STEP
+        FIRST_PIX("o0", "0", "1")
+        FIRST_PIX("o1", "2", "3")
+        FIRST_PIX("o2", "4", "5")
+        "dec %[cnt]\n\t"
+        "jz 3f\n\t"
+        "2:\n\t"
+        LOAD_STEP
+        STEP_PIX("o0", "0", "1")
+        STEP_PIX("o1", "2", "3")
+        STEP_PIX("o2", "4", "5")
+        "dec %[cnt]\n\t"
+        "jnz 2b\n\t"
+        "3:\n\t"
+        "vpmaddwd (%[wp]), %%ymm0, %%ymm0\n\t"
+        "vpmaddwd 32(%[wp]), %%ymm1, %%ymm1\n\t"
+        "vpmaddwd (%[wp]), %%ymm2, %%ymm2\n\t"
+        "vpmaddwd 32(%[wp]), %%ymm3, %%ymm3\n\t"
+        "vpmaddwd (%[wp]), %%ymm4, %%ymm4\n\t"
+        "vpmaddwd 32(%[wp]), %%ymm5, %%ymm5\n\t"
+        "add $64, %[wp]\n\t"
+        "vpaddd %%ymm0, %[a00], %[a00]\n\t"
+        "vpaddd %%ymm1, %[a01], %[a01]\n\t"
+        "vpaddd %%ymm2, %[a10], %[a10]\n\t"
+        "vpaddd %%ymm3, %[a11], %[a11]\n\t"
+        "vpaddd %%ymm4, %[a20], %[a20]\n\t"
+        "vpaddd %%ymm5, %[a21], %[a21]\n\t"
+        "dec %[nseg]\n\t"
+        "jnz 1b\n\t"
+        : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20), [a21] "+x"(a21),
+          [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [nseg] "+r"(nseg), [p] "=&r"(p), [cnt] "=&r"(cnt)
+        : [o0] "r"(o0), [o1] "r"(o1), [o2] "r"(o2)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "cc", "memory");
+    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11; acc[2][0] = a20; acc[2][1] = a21;
+}
+
+/* 4 pixels: s16 sums in ymm0-5 and ymm10-11, the s32 accumulators in memory (acc, 8 x 32 bytes,
+ * touched once per segment). */
+static inline __attribute__((always_inline)) void segs4(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn,
+                                                        int nseg, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2, ptrdiff_t o3,
+                                                        __m256i *acc) {
+    const uint8_t *p;
+    long cnt;
+#define FLUSH4(s, woff, aoff)                                                    \
+    "vpmaddwd " woff "(%[wp]), %%ymm" s ", %%ymm" s "\n\t"                       \
+    "vpaddd " aoff "(%[acc]), %%ymm" s ", %%ymm" s "\n\t"                        \
+    "vmovdqa %%ymm" s ", " aoff "(%[acc])\n\t"
+    __asm__ volatile(
+        "1:\n\t"
+        "movslq (%[segn]), %[cnt]\n\t"
+        "add $4, %[segn]\n\t"
+        LOAD_STEP
+        FIRST_PIX("o0", "0", "1")
+        FIRST_PIX("o1", "2", "3")
+        FIRST_PIX("o2", "4", "5")
+        FIRST_PIX("o3", "10", "11")
+        "dec %[cnt]\n\t"
+        "jz 3f\n\t"
+        "2:\n\t"
+        LOAD_STEP
+        STEP_PIX("o0", "0", "1")
+        STEP_PIX("o1", "2", "3")
+        STEP_PIX("o2", "4", "5")
+        STEP_PIX("o3", "10", "11")
+        "dec %[cnt]\n\t"
+        "jnz 2b\n\t"
+        "3:\n\t"
+        FLUSH4("0", "0", "0") FLUSH4("1", "32", "32")
+        FLUSH4("2", "0", "64") FLUSH4("3", "32", "96")
+        FLUSH4("4", "0", "128") FLUSH4("5", "32", "160")
+        FLUSH4("10", "0", "192") FLUSH4("11", "32", "224")
+        "add $64, %[wp]\n\t"
+        "dec %[nseg]\n\t"
+        "jnz 1b\n\t"
+        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [nseg] "+r"(nseg), [p] "=&r"(p), [cnt] "=&r"(cnt)
+        : [o0] "r"(o0), [o1] "r"(o1), [o2] "r"(o2), [o3] "r"(o3), [acc] "r"(acc)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+          "cc", "memory");
+#undef FLUSH4
+}
+
 /* 3 pixels x 16 channels, ternary / 4-bit codes. o0..o2: byte offsets of the pixels from the
  * step pointers. */
 static void ukr_maddubs(const run_ctx *X, const uint8_t *blk, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2,
                         uint8_t *y, int n, int nc) {
     const int32_t *P = (const int32_t *)blk;
-    const int8_t *wp = (const int8_t *)(blk + PARAM_BYTES);
-    const uint8_t *const *sp = X->sp;
     __m256i acc[MR][2];
     const __m256i b0 = _mm256_load_si256((const __m256i *)P), b1 = _mm256_load_si256((const __m256i *)(P + 8));
     acc[0][0] = acc[1][0] = acc[2][0] = b0;
     acc[0][1] = acc[1][1] = acc[2][1] = b1;
-    for (int sg = 0; sg < X->nseg; sg++) {
-        const int ns = X->segn[sg];
-        __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00;
-        for (int k = 0; k < ns; k++) {
-            const __m256i w0 = _mm256_load_si256((const __m256i *)wp);
-            const __m256i w1 = _mm256_load_si256((const __m256i *)(wp + 32));
-            const uint8_t *p = *sp++;
-            __m256i x = bcast4(p + o0);
-            s00 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w0), s00);
-            s01 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w1), s01);
-            x = bcast4(p + o1);
-            s10 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w0), s10);
-            s11 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w1), s11);
-            x = bcast4(p + o2);
-            s20 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w0), s20);
-            s21 = _mm256_add_epi16(_mm256_maddubs_epi16(x, w1), s21);
-            wp += 64;
-            /* keeps GCC from computing into a temporary and copying back every step */
-            __asm__("" : "+x"(s00), "+x"(s01), "+x"(s10), "+x"(s11), "+x"(s20), "+x"(s21));
-        }
-        acc[0][0] = _mm256_add_epi32(acc[0][0], _mm256_madd_epi16(s00, _mm256_load_si256((const __m256i *)wp)));
-        acc[1][0] = _mm256_add_epi32(acc[1][0], _mm256_madd_epi16(s10, _mm256_load_si256((const __m256i *)wp)));
-        acc[2][0] = _mm256_add_epi32(acc[2][0], _mm256_madd_epi16(s20, _mm256_load_si256((const __m256i *)wp)));
-        acc[0][1] = _mm256_add_epi32(acc[0][1], _mm256_madd_epi16(s01, _mm256_load_si256((const __m256i *)(wp + 32))));
-        acc[1][1] = _mm256_add_epi32(acc[1][1], _mm256_madd_epi16(s11, _mm256_load_si256((const __m256i *)(wp + 32))));
-        acc[2][1] = _mm256_add_epi32(acc[2][1], _mm256_madd_epi16(s21, _mm256_load_si256((const __m256i *)(wp + 32))));
-        wp += 64;
-    }
+    segs3(X->sp, (const int8_t *)(blk + PARAM_BYTES), X->segn, X->nseg, o0, o1, o2, acc);
     store_tile(X, acc, P, y, n, nc);
+}
+
+/* 4 pixels x 16 channels, ternary / 4-bit codes: 8 s16 sums + 2 weights + 1 broadcast in
+ * registers; the s32 accumulators live in L1 (touched once per segment). */
+static void ukr_maddubs4(const run_ctx *X, const uint8_t *blk, const ptrdiff_t *o, uint8_t *y, int n, int nc) {
+    const int32_t *P = (const int32_t *)blk;
+    __m256i acc[4][2];
+    const __m256i b0 = _mm256_load_si256((const __m256i *)P), b1 = _mm256_load_si256((const __m256i *)(P + 8));
+    acc[0][0] = acc[1][0] = acc[2][0] = acc[3][0] = b0;
+    acc[0][1] = acc[1][1] = acc[2][1] = acc[3][1] = b1;
+    segs4(X->sp, (const int8_t *)(blk + PARAM_BYTES), X->segn, X->nseg, o[0], o[1], o[2], o[3], &acc[0][0]);
+    store_tile4(X, acc, P, y, n, nc);
 }
 
 /* 3 pixels x 16 channels, 8-bit codes on s16-widened rows. */
@@ -421,13 +540,27 @@ static void ukr_madd16(const run_ctx *X, const uint8_t *blk, ptrdiff_t o0, ptrdi
 static void do_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int npix, ptrdiff_t pstride, uint8_t *yrow) {
     const uint8_t *base = (const uint8_t *)H;
     const int cing = c->cin / c->groups, coutg = c->cout / c->groups;
+    /* Tiling: 3-pixel tiles keep the s32 accumulators in registers and are the fastest per
+     * pixel; 4-pixel tiles (accumulators in L1) cover npix exactly (any npix >= 6 is 3a + 4b)
+     * instead of a partly wasted last 3-pixel tile, worth it unless segments are so short that
+     * the memory flushes dominate. */
+    const int n4 = H->kind == KIND_MADDUBS && H->nsteps >= 4 * H->nseg && npix >= 4 * (npix % 3) ? npix % 3 : 0;
     for (int gi = 0; gi < c->groups; gi++) {
         const ptrdiff_t goff = (ptrdiff_t)gi * cing * H->elem;
         for (int b = 0; b < H->ncb; b++) {
             const uint8_t *blk = base + H->off_blk + (size_t)(gi * H->ncb + b) * H->blk_bytes;
             const int nc = TERN_MIN(NR, coutg - b * NR);
             uint8_t *yb = yrow + gi * coutg + b * NR;
-            for (int px = 0; px < npix; px += MR) {
+            int px = 0;
+            if (n4) {
+                /* first the 4-pixel tiles that make the rest a multiple of 3 */
+                for (int t = 0; t < n4; t++, px += 4) {
+                    const ptrdiff_t o[4] = {goff + (ptrdiff_t)px * pstride, goff + (ptrdiff_t)(px + 1) * pstride,
+                                            goff + (ptrdiff_t)(px + 2) * pstride, goff + (ptrdiff_t)(px + 3) * pstride};
+                    ukr_maddubs4(X, blk, o, yb + (size_t)px * c->cout, 4, nc);
+                }
+            }
+            for (; px < npix; px += MR) {
                 const int n = TERN_MIN(MR, npix - px);
                 const ptrdiff_t o0 = goff + (ptrdiff_t)px * pstride;
                 const ptrdiff_t o1 = o0 + (n > 1 ? pstride : 0), o2 = o0 + (n > 2 ? 2 * pstride : (n > 1 ? pstride : 0));
