@@ -63,6 +63,15 @@ static int kind_of(const tern_qconv *c) {
     return c->wtype == TERN_WTYPE_INT8 ? KIND_MADD16 : KIND_MADDUBS;
 }
 
+/* Single-cluster convs without horizontal dilation (the 8-bit first conv, --cluster all): the
+ * kw taps of one kernel row are kw*cin contiguous elements of the row, so steps run across
+ * them (3x3 over 3 channels, s16 pairs: 15 steps instead of 18). Only when it saves steps. */
+static int merged_taps(const tern_qconv *c) {
+    const int per = kind_of(c) == KIND_MADD16 ? 2 : 4, cing = c->cin / c->groups;
+    if (c->groups != 1 || tern_qconv_nclusters(c) != 1 || c->dw != 1 || c->kw < 2) return 0;
+    return (c->kw * cing + per - 1) / per < c->kw * ((cing + per - 1) / per);
+}
+
 /* The walk over one group's reduction: steps, their lane clusters and the segments.
  * st/cl/segn may be NULL to count. cl[2*s+h]: cluster of lane half h of step s (-1: none). */
 static void plan(const tern_qconv *c, pk_step *st, int32_t *cl, int32_t *segn, int *pnsteps, int *pnseg) {
@@ -75,7 +84,21 @@ static void plan(const tern_qconv *c, pk_step *st, int32_t *cl, int32_t *segn, i
         ns++;                                                                  \
     } while (0)
 #define CLOSE(n_) do { if (segn) segn[nseg] = (n_); nseg++; } while (0)
-    if (kind == KIND_MADDUBS && N == 2) {
+    if (merged_taps(c)) {
+        /* step cb = element offset into the kernel row's kw*cin run, tap = ky*kw */
+        const int per = kind == KIND_MADD16 ? 2 : 4, run = c->kw * cing;
+        const int total = c->kh * ((run + per - 1) / per);
+        const int nsg = total <= maxs ? 1 : (total + maxs - 1) / maxs;
+        const int len = (total + nsg - 1) / nsg;
+        int cnt = 0;
+        for (int ky = 0; ky < c->kh; ky++)
+            for (int e = 0; e < run; e += per) {
+                if (cnt == len) { CLOSE(cnt); cnt = 0; }
+                EMIT(ky * c->kw, e, 0, 0);
+                cnt++;
+            }
+        CLOSE(cnt);
+    } else if (kind == KIND_MADDUBS && N == 2) {
         /* two clusters per step: channels 2g,2g+1 in lane half 0, 2g+2,2g+3 in half 1 */
         for (int g = 0; g < ncl; g += 2) {
             int cnt = 0;
@@ -144,9 +167,10 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
     plan(c, st, cl, segn, &ns, &nseg);
     const int cing = c->cin / c->groups, coutg = c->cout / c->groups, khw = c->kh * c->kw;
     const int ncl = tern_qconv_nclusters(c), N = c->cluster, per = H->kind == KIND_MADD16 ? 2 : 4;
+    const int merged = merged_taps(c), run = merged ? c->kw * cing : cing;
     int maxcb = 0;
     for (int s = 0; s < ns; s++) maxcb = TERN_MAX(maxcb, st[s].cb + per);
-    H->direct_ok = H->kind == KIND_MADDUBS && maxcb <= cing;
+    H->direct_ok = H->kind == KIND_MADDUBS && maxcb <= run;
 
     for (int gi = 0; gi < c->groups; gi++)
         for (int b = 0; b < H->ncb; b++) {
@@ -191,10 +215,15 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
                         if (oj >= coutg) continue;
                         const int8_t *wo = c->w + (size_t)(gi * coutg + oj) * cing * khw;
                         for (int k = 0; k < per; k++) {
-                            const int ci = st[s].cb + k;
+                            int ci = st[s].cb + k, tap = st[s].tap;
                             const int g = cl[2 * s + (per == 4 ? k / 2 : 0)];
+                            if (merged) {   /* element of the kernel row's run: tap kx, channel ci */
+                                if (ci >= run) continue;
+                                tap += ci / cing;
+                                ci %= cing;
+                            }
                             if (g < 0 || ci >= cing || ci / N != g) continue;
-                            const int8_t code = wo[(size_t)ci * khw + st[s].tap];
+                            const int8_t code = wo[(size_t)ci * khw + tap];
                             if (H->kind == KIND_MADDUBS) ((int8_t *)q)[j * 4 + k] = code;
                             else ((int16_t *)q)[j * 2 + k] = code;
                         }
@@ -496,6 +525,61 @@ static void ukr_maddubs4(const run_ctx *X, const uint8_t *blk, const ptrdiff_t *
     store_tile4(X, acc, P, y, n, nc);
 }
 
+/* 8-bit codes, one cluster (the usual case): 4 pixels x 16 channels of s32 sums in ymm registers
+ * (chosen by the compiler), codes in ymm12-13, broadcast ymm14, product ymm15. The cluster scale
+ * is applied once, after the loop. */
+#define W8_PIX(o, sA, sB)                                                       \
+    "vpbroadcastd (%[p],%[" o "]), %%ymm14\n\t"                                \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"                                   \
+    "vpaddd %%ymm15, %[" sA "], %[" sA "]\n\t"                                 \
+    "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"                                   \
+    "vpaddd %%ymm14, %[" sB "], %[" sB "]\n\t"
+#define W8_FIRST(o, sA, sB)                                                     \
+    "vpbroadcastd (%[p],%[" o "]), %%ymm14\n\t"                                \
+    "vpmaddwd %%ymm12, %%ymm14, %[" sA "]\n\t"                                 \
+    "vpmaddwd %%ymm13, %%ymm14, %[" sB "]\n\t"
+#define W8_LOAD                                                                  \
+    "mov (%[sp]), %[p]\n\t"                                                    \
+    "add $8, %[sp]\n\t"                                                        \
+    "vmovdqa (%[wp]), %%ymm12\n\t"                                             \
+    "vmovdqa 32(%[wp]), %%ymm13\n\t"                                           \
+    "add $64, %[wp]\n\t"
+static void ukr_w8x4(const run_ctx *X, const uint8_t *blk, const ptrdiff_t *o, uint8_t *y, int n, int nc) {
+    const int32_t *P = (const int32_t *)blk;
+    const uint8_t *const *sp = X->sp;
+    const int8_t *wp = (const int8_t *)(blk + PARAM_BYTES);
+    const uint8_t *p;
+    long cnt = X->segn[0];
+    __m256i s00, s01, s10, s11, s20, s21, s30, s31;
+    __asm__ volatile(
+        W8_LOAD
+        W8_FIRST("o0", "s00", "s01") W8_FIRST("o1", "s10", "s11")
+        W8_FIRST("o2", "s20", "s21") W8_FIRST("o3", "s30", "s31")
+        "dec %[cnt]\n\t"
+        "jz 3f\n\t"
+        "2:\n\t"
+        W8_LOAD
+        W8_PIX("o0", "s00", "s01") W8_PIX("o1", "s10", "s11")
+        W8_PIX("o2", "s20", "s21") W8_PIX("o3", "s30", "s31")
+        "dec %[cnt]\n\t"
+        "jnz 2b\n\t"
+        "3:\n\t"
+        : [s00] "=&x"(s00), [s01] "=&x"(s01), [s10] "=&x"(s10), [s11] "=&x"(s11),
+          [s20] "=&x"(s20), [s21] "=&x"(s21), [s30] "=&x"(s30), [s31] "=&x"(s31),
+          [sp] "+r"(sp), [wp] "+r"(wp), [p] "=&r"(p), [cnt] "+r"(cnt)
+        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3])
+        : "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+    const __m256i c0 = _mm256_load_si256((const __m256i *)wp), c1 = _mm256_load_si256((const __m256i *)(wp + 32));
+    const __m256i b0 = _mm256_load_si256((const __m256i *)P), b1 = _mm256_load_si256((const __m256i *)(P + 8));
+    __m256i acc[4][2] = {
+        {_mm256_add_epi32(b0, _mm256_mullo_epi32(s00, c0)), _mm256_add_epi32(b1, _mm256_mullo_epi32(s01, c1))},
+        {_mm256_add_epi32(b0, _mm256_mullo_epi32(s10, c0)), _mm256_add_epi32(b1, _mm256_mullo_epi32(s11, c1))},
+        {_mm256_add_epi32(b0, _mm256_mullo_epi32(s20, c0)), _mm256_add_epi32(b1, _mm256_mullo_epi32(s21, c1))},
+        {_mm256_add_epi32(b0, _mm256_mullo_epi32(s30, c0)), _mm256_add_epi32(b1, _mm256_mullo_epi32(s31, c1))},
+    };
+    store_tile4(X, acc, P, y, n, nc);
+}
+
 /* 3 pixels x 16 channels, 8-bit codes on s16-widened rows. */
 static void ukr_madd16(const run_ctx *X, const uint8_t *blk, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2,
                        uint8_t *y, int n, int nc) {
@@ -552,6 +636,15 @@ static void do_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int npix
             const int nc = TERN_MIN(NR, coutg - b * NR);
             uint8_t *yb = yrow + gi * coutg + b * NR;
             int px = 0;
+            if (H->kind == KIND_MADD16 && H->nseg == 1) {
+                for (; px < npix; px += 4) {
+                    const int n = TERN_MIN(4, npix - px);
+                    ptrdiff_t o[4];
+                    for (int i = 0; i < 4; i++) o[i] = goff + (ptrdiff_t)(px + TERN_MIN(i, n - 1)) * pstride;
+                    ukr_w8x4(X, blk, o, yb + (size_t)px * c->cout, n, nc);
+                }
+                continue;
+            }
             if (n4) {
                 /* first the 4-pixel tiles that make the rest a multiple of 3 */
                 for (int t = 0; t < n4; t++, px += 4) {
