@@ -48,6 +48,8 @@ typedef struct pk_hdr {
     int32_t nsteps, nseg;      /* per group (all groups share the plan) */
     int32_t ncb;               /* blocks of 16 output channels per group */
     int32_t direct_ok;         /* no step reads past channel cin-1 of its pixel */
+    int32_t pair_n;            /* N if rows are copied with cluster pairs interleaved, else 0 */
+    int32_t pad_;
     int64_t blk_bytes;         /* one block: params, then per segment its steps' codes and scales */
     int64_t off_step, off_seg, off_blk;
 } pk_hdr;
@@ -70,6 +72,23 @@ static int merged_taps(const tern_qconv *c) {
     const int per = kind_of(c) == KIND_MADD16 ? 2 : 4, cing = c->cin / c->groups;
     if (c->groups != 1 || tern_qconv_nclusters(c) != 1 || c->dw != 1 || c->kw < 2) return 0;
     return (c->kw * cing + per - 1) / per < c->kw * ((cing + per - 1) / per);
+}
+
+/* Cluster pairs (N = 4 or 8, cin per group a multiple of 2N): rows are copied with each 2N-channel
+ * block reordered so that dword i holds channels 2i,2i+1 of cluster g then 2i,2i+1 of cluster g+1.
+ * A step then feeds g into lane half 0 and g+1 into half 1, and one vpmaddwd flush serves both
+ * clusters: half the flushes, for the price of a vpshufb per 32 bytes when rows are copied.
+ * Only when the pair's steps still fit one segment (s16 bound) and clusters are short. */
+static int pair_n(const tern_qconv *c) {
+    const int N = c->cluster, cing = c->cin / c->groups;
+    if (kind_of(c) != KIND_MADDUBS || (N != 4 && N != 8) || cing % (2 * N) || merged_taps(c)) return 0;
+    return 2 * (c->kh * c->kw * N / 4) <= max_seg_steps(c) ? N : 0;
+}
+
+/* Where byte k of a paired step at channel offset cb comes from: the channel of the group. */
+static int pair_src(int N, int cb, int k) {
+    const int blk = cb / (2 * N) * (2 * N), i = (cb % (2 * N)) / 4;
+    return blk + (k < 2 ? 2 * i + k : N + 2 * i + k - 2);
 }
 
 /* The walk over one group's reduction: steps, their lane clusters and the segments.
@@ -98,6 +117,20 @@ static void plan(const tern_qconv *c, pk_step *st, int32_t *cl, int32_t *segn, i
                 cnt++;
             }
         CLOSE(cnt);
+    } else if (pair_n(c)) {
+        for (int g = 0; g < ncl; g += 2) {   /* clusters g, g+1: channels g*N .. g*N+2N-1 */
+            const int total = khw * N / 2;
+            const int nsg = total <= maxs ? 1 : (total + maxs - 1) / maxs;
+            const int len = (total + nsg - 1) / nsg;
+            int cnt = 0;
+            for (int t = 0; t < khw; t++)
+                for (int i = 0; i < N / 2; i++) {
+                    if (cnt == len) { CLOSE(cnt); cnt = 0; }
+                    EMIT(t, g * N + 4 * i, g, g + 1);
+                    cnt++;
+                }
+            CLOSE(cnt);
+        }
     } else if (kind == KIND_MADDUBS && N == 2) {
         /* two clusters per step: channels 2g,2g+1 in lane half 0, 2g+2,2g+3 in half 1 */
         for (int g = 0; g < ncl; g += 2) {
@@ -170,7 +203,8 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
     const int merged = merged_taps(c), run = merged ? c->kw * cing : cing;
     int maxcb = 0;
     for (int s = 0; s < ns; s++) maxcb = TERN_MAX(maxcb, st[s].cb + per);
-    H->direct_ok = H->kind == KIND_MADDUBS && maxcb <= run;
+    H->pair_n = pair_n(c);
+    H->direct_ok = H->kind == KIND_MADDUBS && maxcb <= run && !H->pair_n;
 
     for (int gi = 0; gi < c->groups; gi++)
         for (int b = 0; b < H->ncb; b++) {
@@ -221,6 +255,8 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
                                 if (ci >= run) continue;
                                 tap += ci / cing;
                                 ci %= cing;
+                            } else if (H->pair_n) {
+                                ci = pair_src(N, st[s].cb, k);
                             }
                             if (g < 0 || ci >= cing || ci / N != g) continue;
                             const int8_t code = wo[(size_t)ci * khw + tap];
@@ -270,7 +306,21 @@ static size_t avx2_scratch_size(const tern_qconv *c, int w) {
 
 /* Copy input row xr (w pixels, or NULL for a row of padding) into a padded row: unsigned bytes,
  * bytes xor 0x80 (signed input, MADDUBS), or s16 (MADD16). */
-static void put_pixels(int kind, int sgn, uint8_t *dst, const uint8_t *src, size_t n) {
+static void put_pixels(int kind, int sgn, int pn, uint8_t *dst, const uint8_t *src, size_t n) {
+    if (pn) {   /* cluster-pair interleave within 2N-byte blocks (n is a multiple of 2N) */
+        const __m256i sh = pn == 4 ? _mm256_setr_epi8(0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15,
+                                                      0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15)
+                                   : _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
+                                                      0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
+        const __m256i xo = _mm256_set1_epi8(sgn ? (char)0x80 : 0);
+        size_t i = 0;
+        for (; i + 32 <= n; i += 32)
+            _mm256_storeu_si256((__m256i *)(dst + i),
+                                _mm256_xor_si256(_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(src + i)), sh), xo));
+        for (; i < n; i += 2 * pn)
+            for (int k = 0; k < 2 * pn; k++) dst[i + k] = src[i + (size_t)pair_src(pn, 4 * (k / 4), k % 4)] ^ (sgn ? 0x80 : 0);
+        return;
+    }
     if (kind == KIND_MADDUBS) {
         if (!sgn) { memcpy(dst, src, n); return; }
         size_t i = 0;
@@ -289,19 +339,19 @@ static void put_pixels(int kind, int sgn, uint8_t *dst, const uint8_t *src, size
     }
 }
 
-static void fill_row(const tern_qconv *c, int kind, const uint8_t *xr, int w, int wp, uint8_t *dst, size_t bytes) {
+static void fill_row(const tern_qconv *c, int kind, int pn, const uint8_t *xr, int w, int wp, uint8_t *dst, size_t bytes) {
     const int cin = c->cin, elem = kind == KIND_MADD16 ? 2 : 1;
     /* columns -pad_l .. wp-1-pad_l; the inside part is one contiguous run of the input row */
     const int in0 = xr ? TERN_MIN(TERN_MAX(c->pad_l, 0), wp) : wp;            /* first inside column */
     const int in1 = xr ? TERN_MAX(TERN_MIN(w + c->pad_l, wp), in0) : wp;      /* end of inside */
     for (int j = 0; j < wp; j++) {
         if (j == in0 && in1 > in0) {
-            put_pixels(kind, c->in_signed, dst + (size_t)j * cin * elem, xr + (size_t)(j - c->pad_l) * cin, (size_t)(in1 - in0) * cin);
+            put_pixels(kind, c->in_signed, pn, dst + (size_t)j * cin * elem, xr + (size_t)(j - c->pad_l) * cin, (size_t)(in1 - in0) * cin);
             j = in1 - 1;
             continue;
         }
         uint8_t *d = dst + (size_t)j * cin * elem;
-        if (c->pad_value) put_pixels(kind, c->in_signed, d, c->pad_value, (size_t)cin);
+        if (c->pad_value) put_pixels(kind, c->in_signed, pn, d, c->pad_value, (size_t)cin);
         else if (kind == KIND_MADDUBS) memset(d, c->in_signed ? 0x80 : 0, (size_t)cin);
         else memset(d, 0, (size_t)cin * 2);
     }
@@ -702,14 +752,14 @@ static void avx2_run(const tern_qconv *c, const void *packed, const uint8_t *x, 
         for (int ky = 0; ky < c->kh; ky++) {
             const int iy = oy * c->sh - c->pad_t + ky * c->dh;
             if (iy < 0 || iy >= h) {
-                if (!pad_ready) { fill_row(c, H->kind, NULL, w, wp, padrow, rb); pad_ready = 1; }
+                if (!pad_ready) { fill_row(c, H->kind, H->pair_n, NULL, w, wp, padrow, rb); pad_ready = 1; }
                 rowp[ky] = padrow;
             } else if (direct) {
                 rowp[ky] = x + (size_t)iy * w * cin;
             } else {
                 const int s = iy % nslot;
                 uint8_t *r = ring + (size_t)s * rb;
-                if (slot_iy[s] != iy) { fill_row(c, H->kind, x + (size_t)iy * w * cin, w, wp, r, rb); slot_iy[s] = iy; }
+                if (slot_iy[s] != iy) { fill_row(c, H->kind, H->pair_n, x + (size_t)iy * w * cin, w, wp, r, rb); slot_iy[s] = iy; }
                 rowp[ky] = r;
             }
         }
