@@ -535,6 +535,7 @@ static void test_layout(void) {
     CHECK(rd32(d + 4) == 1 && rd32(d + 8) == 0 && rd32(d + 12) == 4 && rd64(d + 16) == n && rd64(d + 24) == 64,
           "header fields");
     CHECK(rd32(d + 60) == tern_crc32(d, 60), "header crc");
+    CHECK(tern_crc32((const uint8_t *)"123456789", 9) == 0xCBF43926u, "CRC-32 check value");
     for (int i = 0; i < 4; i++) {
         const uint8_t *e = d + 64 + 32 * i;
         CHECK(rd32(e) == (uint32_t)i + 1 && rd64(e + 8) % 64 == 0 && rd64(e + 8) + rd64(e + 16) <= n, "section %d", i);
