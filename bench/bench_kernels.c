@@ -59,24 +59,26 @@ static double peak_rate(int which, long iters) {
 #endif
 
 /* ---- cases ---- */
-typedef struct shape { const char *name; int cin, cout, k, s, h, w, first; } shape;
+typedef struct shape { const char *name; int cin, cout, k, s, h, w, first, groups; } shape;
 static const shape shapes[] = {
-    {"r56 16->16 3x3 32x32", 16, 16, 3, 1, 32, 32, 0},
-    {"r56 32->32 3x3 16x16", 32, 32, 3, 1, 16, 16, 0},
-    {"r56 64->64 3x3 8x8", 64, 64, 3, 1, 8, 8, 0},
-    {"r56 16->32 3x3/2 32x32", 16, 32, 3, 2, 32, 32, 0},
-    {"r56 32->64 3x3/2 16x16", 32, 64, 3, 2, 16, 16, 0},
-    {"r56 first 3->16 3x3 32x32", 3, 16, 3, 1, 32, 32, 1},
-    {"td 128->256 3x3 28x28", 128, 256, 3, 1, 28, 28, 0},
-    {"td 16->128 3x3 56x56", 16, 128, 3, 1, 56, 56, 0},
-    {"td 32->256 3x3 28x28", 32, 256, 3, 1, 28, 28, 0},
-    {"td 64->512 3x3 14x14", 64, 512, 3, 1, 14, 14, 0},
-    {"td 16->32 3x3 112x112", 16, 32, 3, 1, 112, 112, 0},
-    {"td 128->16 1x1 56x56", 128, 16, 1, 1, 56, 56, 0},
-    {"td 256->32 1x1 28x28", 256, 32, 1, 1, 28, 28, 0},
-    {"td 512->128 1x1 14x14", 512, 128, 1, 1, 14, 14, 0},
-    {"td 128->1000 1x1 14x14", 128, 1000, 1, 1, 14, 14, 0},
-    {"td first 3->16 3x3 224x224", 3, 16, 3, 1, 224, 224, 1},
+    {"r56 16->16 3x3 32x32", 16, 16, 3, 1, 32, 32, 0, 1},
+    {"r56 32->32 3x3 16x16", 32, 32, 3, 1, 16, 16, 0, 1},
+    {"r56 64->64 3x3 8x8", 64, 64, 3, 1, 8, 8, 0, 1},
+    {"r56 16->32 3x3/2 32x32", 16, 32, 3, 2, 32, 32, 0, 1},
+    {"r56 32->64 3x3/2 16x16", 32, 64, 3, 2, 16, 16, 0, 1},
+    {"r56 first 3->16 3x3 32x32", 3, 16, 3, 1, 32, 32, 1, 1},
+    {"td 128->256 3x3 28x28", 128, 256, 3, 1, 28, 28, 0, 1},
+    {"td 16->128 3x3 56x56", 16, 128, 3, 1, 56, 56, 0, 1},
+    {"td 32->256 3x3 28x28", 32, 256, 3, 1, 28, 28, 0, 1},
+    {"td 64->512 3x3 14x14", 64, 512, 3, 1, 14, 14, 0, 1},
+    {"td 16->32 3x3 112x112", 16, 32, 3, 1, 112, 112, 0, 1},
+    {"td 128->16 1x1 56x56", 128, 16, 1, 1, 56, 56, 0, 1},
+    {"td 256->32 1x1 28x28", 256, 32, 1, 1, 28, 28, 0, 1},
+    {"td 512->128 1x1 14x14", 512, 128, 1, 1, 14, 14, 0, 1},
+    {"td 128->1000 1x1 14x14", 128, 1000, 1, 1, 14, 14, 0, 1},
+    {"td first 3->16 3x3 224x224", 3, 16, 3, 1, 224, 224, 1, 1},
+    {"dw 64 3x3 28x28 (g=64)", 64, 64, 3, 1, 28, 28, 1, 64},     /* depthwise: 8-bit by default */
+    {"grouped 64->64 3x3 g=4 28x28", 64, 64, 3, 1, 28, 28, 0, 4},
 };
 
 typedef struct conv_data {
@@ -87,12 +89,13 @@ typedef struct conv_data {
 static void make_conv(conv_data *d, const shape *s, int wtype, int N) {
     memset(d, 0, sizeof *d);
     tern_qconv *c = &d->c;
-    c->cin = s->cin; c->cout = s->cout; c->groups = 1;
+    c->cin = s->cin; c->cout = s->cout; c->groups = s->groups > 0 ? s->groups : 1;
     c->kh = c->kw = s->k; c->sh = c->sw = s->s; c->dh = c->dw = 1;
     c->pad_t = c->pad_l = c->pad_b = c->pad_r = s->k / 2;
     c->wtype = wtype;
-    c->cluster = N <= 0 || N > s->cin ? s->cin : N;
-    const int ncl = tern_qconv_nclusters(c), K = s->cin * s->k * s->k;
+    const int cing = s->cin / c->groups;
+    c->cluster = N <= 0 || N > cing ? cing : N;
+    const int ncl = tern_qconv_nclusters(c), K = cing * s->k * s->k;
     const int mc = wtype == TERN_WTYPE_TERNARY ? 1 : wtype == TERN_WTYPE_INT4 ? 7 : 127;
     d->w = malloc((size_t)s->cout * K);
     for (size_t i = 0; i < (size_t)s->cout * K; i++) d->w[i] = (int8_t)((int)(rnd32() % (2 * mc + 1)) - mc);
@@ -173,7 +176,7 @@ int main(int argc, char **argv) {
                 bad = 1;
             }
             /* time: best of 3 batches */
-            const double macs = (double)s->cout * oh * ow * s->cin * s->k * s->k;
+            const double macs = (double)s->cout * oh * ow * (s->cin / c->groups) * s->k * s->k;
             double best = 1e30;
             for (int rep = 0; rep < (quick ? 1 : 3); rep++) {
                 const double t0 = cpu_now();

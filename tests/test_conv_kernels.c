@@ -448,6 +448,10 @@ static void structured(enum tern_isa isa) {
         {18, 12, 3, 3, 3, 1, 2, 1, 1, 0, 2, 1, 0, 4, 3, 0, 1, 9, 9, 1, 0, 3},     /* groups, N=3 */
         {17, 17, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, 0, 1, 8, 9, 2, 0, 1},    /* depthwise */
         {32, 32, 32, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 8, 1, 1, 1, 9, 9, 1, 0, 2},    /* depthwise s2 signed */
+        {33, 33, 33, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 2, 1, 1, 1, 7, 9, 2, 0, 2},    /* depthwise ternary 5x5 (odd taps) */
+        {20, 20, 20, 1, 1, 2, 1, 1, 1, 0, 1, 1, 0, 4, 1, 0, 1, 5, 6, 1, 0, 1},     /* depthwise 1x1, 4-bit */
+        {48, 48, 48, 3, 3, 1, 2, 2, 1, 2, 1, 2, 0, 8, 1, 1, 0, 9, 10, 2, 0, 0},    /* depthwise dilated, signed */
+        {16, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, 0, 1, 6, 6, 1, 0, 1},     /* depth multiplier 2 */
         {16, 16, 1, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 2, 4, 0, 1, 10, 11, 2, 0, 1},   /* dilation 2 */
         {7, 5, 1, 5, 3, 2, 1, 2, 1, 3, 0, 0, 2, 4, 2, 1, 1, 11, 8, 2, 0, 2},      /* everything odd */
         {64, 16, 1, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 2, 64, 0, 0, 6, 6, 1, 1, 1},    /* 4 segments of 64 steps, all +1 x 255 */
@@ -465,6 +469,23 @@ static void structured(enum tern_isa isa) {
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
         conv_case cc;
         case_make(&cc, &fixed[i]);
+        failed += compare_case(&cc, isa) != 0;
+        case_free(&cc);
+    }
+    /* random depthwise convs (their own kernel) */
+    for (int i = 0; i < 24; i++) {
+        case_opts op = {0};
+        op.cin = op.cout = op.groups = pick((const int[]){1, 3, 8, 15, 16, 17, 31, 33, 64}, 9);
+        if (op.groups == 1) op.groups = op.cin = op.cout = 2;
+        op.wtype = pick((const int[]){2, 4, 8}, 3); op.cluster = 1;
+        op.kh = pick((const int[]){1, 3, 5, 7}, 4); op.kw = rnd(3) ? op.kh : pick((const int[]){1, 3, 5}, 3);
+        op.sh = rnd_in(1, 2); op.sw = rnd_in(1, 2); op.dh = rnd_in(1, 2); op.dw = rnd_in(1, 2);
+        op.pt = rnd(op.kh); op.pb = rnd(op.kh); op.pl = rnd(op.kw); op.pr = rnd(op.kw);
+        op.in_signed = rnd(2); op.pad_nonzero = rnd(2); op.act = rnd(4);
+        op.h = rnd_in(1, 10); op.w = rnd_in(1, 10); op.batch = rnd_in(1, 2);
+        fix_hw(&op);
+        conv_case cc;
+        case_make(&cc, &op);
         failed += compare_case(&cc, isa) != 0;
         case_free(&cc);
     }
