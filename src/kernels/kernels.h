@@ -28,7 +28,8 @@ enum tern_wtype {               /* weight code range of a conv / fully connected
  *   if shift[o] > 0: v = (int32)(((int64)v + 2^(shift[o]-1)) >> shift[o])
  *   y = clamp(v, qmin, qmax)                               stored as int8 if qmin < 0, else uint8
  * All of acc/s arithmetic is int32; the quantizer guarantees it cannot overflow (kernels may
- * assume |acc| < 2^30 and |s| of any 2 adjacent codes times input fits as documented below).
+ * assume |acc| < 2^30; nothing more is promised about partial sums, so a kernel that keeps them
+ * in narrower lanes, e.g. s16, must bound them itself).
  * ReLU is mneg = 0 with qmin = 0; LeakyReLU is mneg = alpha * mpos; Clip is qmin/qmax.
  */
 typedef struct tern_qconv {
