@@ -139,11 +139,11 @@ static int gap(tern_qmodel *m, const char *name, int xid, int exp, int wide) {
     return yid;
 }
 
-static int requant(tern_qmodel *m, const char *name, int xid, int rs, int sgn) {
+static int requant(tern_qmodel *m, const char *name, int xid, int la, int rs, int sgn) {
     const tern_qtensor x = m->tensors[xid];
-    const int yid = tensor(m, x.c, x.h, x.w, sgn, x.exp - rs);
+    const int yid = tensor(m, x.c, x.h, x.w, sgn, x.exp + la - rs);
     tern_qlayer *L = layer(m, TERN_QOP_REQUANT, name, 1, &xid, yid);
-    L->rs = rs;
+    L->la = la, L->rs = rs;
     return yid;
 }
 
@@ -195,7 +195,7 @@ static tern_qmodel *model_a(void) {
     int t2 = conv(m, "dw int4", t1, (conv_opts){.cout = 5, .wtype = 4, .cluster = 1, .groups = 5, .kh = 3, .kw = 3,
                   .sh = 2, .sw = 2, .dh = 1, .dw = 1, .pt = 1, .pb = 1, .sgn = 1, .exp = 5});
     int t3 = pool(m, TERN_QOP_MAXPOOL, "maxpool", t2, 2, 2, 1, 1, 0, 0, 1, 1, 0);
-    int t4 = requant(m, "requant up", t3, -2, 1);
+    int t4 = requant(m, "requant up", t3, 2, 0, 1);
     int t5 = add(m, "add", t4, t2, 0, 2, 2, 0);
     int t6 = pad(m, "pad", t5, 1, 2, 1, 0, 0, 1);
     int t7 = slice(m, "slice", t6, 1, 0, 1, 2, 2, 1);
@@ -206,7 +206,7 @@ static tern_qmodel *model_a(void) {
     const int cin[4] = {t7, t8, td, t7};
     int t9 = concat(m, "concat", 4, cin);
     int t10 = gap(m, "gap", t9, 6, 0);
-    int t11 = requant(m, "requant down", t10, 3, 0);
+    int t11 = requant(m, "requant down", t10, 0, 3, 0);
     int t12 = conv(m, "fc int8 logits", t11, (conv_opts){.cout = 13, .wtype = 8, .cluster = 22, .groups = 1, .kh = 1,
                    .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .wide = 1, .exp = 8});
     finish(m, t12);
@@ -910,6 +910,7 @@ static void test_semantic(void) {
     }
     /* other ops */
     CASE(L32(ladd, TERN_LAY_LA, 32), "shifts la 32");
+    CASE(L32(ladd, TERN_LAY_RS, 64), "rs 64");
     CASE(L32(ladd, TERN_LAY_RS, -1), "rs -1");
     CASE(L32(ladd, TERN_LAY_LB, 1), "exponents do not line up");
     CASE(L32(ladd, TERN_LAY_IN + 4, m->layers[lmax].in[0] - 1), "differ");
@@ -929,8 +930,10 @@ static void test_semantic(void) {
     CASE(L32(lsl, TERN_LAY_START_W, 2), "run past");
     CASE(L32(lcat, TERN_LAY_IN + 4, m->layers[lsl].out), "channels in all");
     CASE(L32(lcat, TERN_LAY_IN + 4, m->layers[lmax].out), "input 1 is 4x2");
-    CASE(L32(lrq, TERN_LAY_RS, -32), "rs -32");
-    CASE(L32(lrq, TERN_LAY_RS, -1), "is not the output exp");
+    CASE(L32(lrq, TERN_LAY_RS, -1), "shifts la 2 rs -1");
+    CASE(L32(lrq, TERN_LAY_LA, 32), "shifts la 32");
+    CASE(L32(lrq, TERN_LAY_LA, 1), "is not the output exp");
+    CASE((L32(lrq, TERN_LAY_LA, 3), L32(lrq, TERN_LAY_RS, 2)), "is not the output exp");
 #undef CASE
 #undef L32
 #undef CV

@@ -198,8 +198,9 @@ static enum tern_status check_layer(const tern_qmodel *m, const char *what, int 
         if (x->c != y->c || x->h != y->h || x->w != y->w || b->c != y->c || b->h != y->h || b->w != y->w)
             LFAIL("shapes %dx%dx%d + %dx%dx%d -> %dx%dx%d differ (CxHxW)", x->c, x->h, x->w, b->c, b->h, b->w,
                   y->c, y->h, y->w);
-        if (!in_range(L->la, 0, 31) || !in_range(L->lb, 0, 31) || !in_range(L->rs, 0, 31))
-            LFAIL("shifts la %d lb %d rs %d out of range 0..31", L->la, L->lb, L->rs);
+        /* the engine shifts in int64: la/lb up to 31 on 8-bit values, any rounding shift up to 63 */
+        if (!in_range(L->la, 0, 31) || !in_range(L->lb, 0, 31) || !in_range(L->rs, 0, 63))
+            LFAIL("shifts la %d lb %d rs %d out of range (la, lb 0..31, rs 0..63)", L->la, L->lb, L->rs);
         if (x->exp + L->la != b->exp + L->lb || x->exp + L->la - L->rs != y->exp)
             LFAIL("exponents do not line up: %d+la %d vs %d+lb %d, minus rs %d should give the output's %d",
                   x->exp, L->la, b->exp, L->lb, L->rs, y->exp);
@@ -268,9 +269,11 @@ static enum tern_status check_layer(const tern_qmodel *m, const char *what, int 
     case TERN_QOP_REQUANT:
         if (x->c != y->c || x->h != y->h || x->w != y->w)
             LFAIL("shape %dx%dx%d -> %dx%dx%d changes", x->c, x->h, x->w, y->c, y->h, y->w);
-        if (!in_range(L->rs, -31, 31)) LFAIL("shift rs %d out of range -31..31", L->rs);
-        if (x->exp - L->rs != y->exp)
-            LFAIL("input exp %d shifted right by %d is not the output exp %d", x->exp, L->rs, y->exp);
+        if (!in_range(L->la, 0, 31) || !in_range(L->rs, 0, 63))
+            LFAIL("shifts la %d rs %d out of range (la 0..31, rs 0..63)", L->la, L->rs);
+        if (x->exp + L->la - L->rs != y->exp)
+            LFAIL("input exp %d shifted left by %d and right by %d is not the output exp %d", x->exp, L->la, L->rs,
+                  y->exp);
         break;
     }
     /* last, so a type mismatch above is reported as such rather than as a bad clamp */

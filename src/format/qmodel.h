@@ -23,7 +23,7 @@ enum tern_qop {                 /* append-only: stored in .tern files */
     TERN_QOP_PAD = 6,           /* zero padding of channels and/or borders */
     TERN_QOP_SLICE = 7,         /* strided sub-tensor (channels, rows, columns) */
     TERN_QOP_CONCAT = 8,        /* along channels; inputs share the output's exponent */
-    TERN_QOP_REQUANT = 9        /* change exponent: y = sat(rshift(x, rs)) or x << -rs */
+    TERN_QOP_REQUANT = 9        /* change exponent: y = sat(rshift(x << la, rs)), la, rs >= 0 */
 };
 
 typedef struct tern_qtensor {
