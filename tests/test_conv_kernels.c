@@ -394,6 +394,15 @@ static void test_ref_wide(void) {
 
 static int isa_available(enum tern_isa isa) { return tern_cpu_isa() >= isa; }
 
+/* The avx512vnni kernels run here only if the CPU has AVX-512 VNNI, or if this binary was linked
+ * with conv_avx512vnni.c built in emulation (-mavx2 -mfma -DTERN_VNNI_EMULATE, see that file)
+ * and TERN_TEST_VNNI_EMULATED=1 says so. Setting it with the normal build dies of SIGILL. */
+static int vnni_testable(void) {
+    const char *e = getenv("TERN_TEST_VNNI_EMULATED");
+    return isa_available(TERN_ISA_AVX512VNNI) || (e && *e == '1');
+}
+#define VNNI_SKIP "CPU has no AVX-512 VNNI: the avx512vnni kernels are not tested here"
+
 /* Every wtype x every N x every channel count, other parameters random. */
 static void sweep(enum tern_isa isa) {
     static const int chans[] = {1, 3, 5, 7, 16, 17, 33, 64};
@@ -534,7 +543,7 @@ static void test_requant_avx2(void) {
     requant_domain(TERN_ISA_AVX2);
 }
 static void test_requant_avx512vnni(void) {
-    if (!isa_available(TERN_ISA_AVX512VNNI)) SKIP("CPU has no AVX-512 VNNI: the avx512vnni kernels are not tested here");
+    if (!vnni_testable()) SKIP(VNNI_SKIP);
     requant_domain(TERN_ISA_AVX512VNNI);
 }
 
@@ -547,11 +556,11 @@ static void test_structured_avx2(void) {
     structured(TERN_ISA_AVX2);
 }
 static void test_sweep_avx512vnni(void) {
-    if (!isa_available(TERN_ISA_AVX512VNNI)) SKIP("CPU has no AVX-512 VNNI: the avx512vnni kernels are not tested here");
+    if (!vnni_testable()) SKIP(VNNI_SKIP);
     sweep(TERN_ISA_AVX512VNNI);
 }
 static void test_structured_avx512vnni(void) {
-    if (!isa_available(TERN_ISA_AVX512VNNI)) SKIP("CPU has no AVX-512 VNNI: the avx512vnni kernels are not tested here");
+    if (!vnni_testable()) SKIP(VNNI_SKIP);
     structured(TERN_ISA_AVX512VNNI);
 }
 

@@ -35,6 +35,14 @@
 #include <limits.h>
 #include <string.h>
 
+/* conv_avx512vnni.c includes this file with TERN_CONV_VNNI 1 to share the planning, packing, row
+ * copies and requantisation. There vpdpbusd sums all 4 bytes of a step into one s32 lane: no
+ * s16 bound (one segment per cluster), no lane halves (no N=2 or cluster-pair layouts), and
+ * 8-bit codes take the byte path too. */
+#ifndef TERN_CONV_VNNI
+#define TERN_CONV_VNNI 0
+#endif
+
 enum { KIND_MADDUBS = 0, KIND_MADD16 = 1, KIND_RAW = 2 };   /* RAW: rows copied as they are */
 enum { MR = 3, NR = 16 };
 /* Per block of 16 output channels: int32 bias[16] (signed-input correction folded in), mpos[16],
@@ -59,9 +67,11 @@ typedef struct pk_step { int32_t tap, cb; } pk_step;   /* tap = ky*kw+kx; cb: fi
 #define A64(n) TERN_ALIGN_UP((size_t)(n), (size_t)64)
 
 static int max_seg_steps(const tern_qconv *c) {
+    if (TERN_CONV_VNNI) return INT_MAX;
     return c->wtype == TERN_WTYPE_TERNARY ? 64 : c->wtype == TERN_WTYPE_INT4 ? 9 : INT_MAX;
 }
 static int kind_of(const tern_qconv *c) {
+    if (TERN_CONV_VNNI) return KIND_MADDUBS;
     return c->wtype == TERN_WTYPE_INT8 ? KIND_MADD16 : KIND_MADDUBS;
 }
 
@@ -81,7 +91,7 @@ static int merged_taps(const tern_qconv *c) {
  * Only when the pair's steps still fit one segment (s16 bound) and clusters are short. */
 static int pair_n(const tern_qconv *c) {
     const int N = c->cluster, cing = c->cin / c->groups;
-    if (kind_of(c) != KIND_MADDUBS || (N != 4 && N != 8) || cing % (2 * N) || merged_taps(c)) return 0;
+    if (TERN_CONV_VNNI || kind_of(c) != KIND_MADDUBS || (N != 4 && N != 8) || cing % (2 * N) || merged_taps(c)) return 0;
     return 2 * (c->kh * c->kw * N / 4) <= max_seg_steps(c) ? N : 0;
 }
 
@@ -131,7 +141,7 @@ static void plan(const tern_qconv *c, pk_step *st, int32_t *cl, int32_t *segn, i
                 }
             CLOSE(cnt);
         }
-    } else if (kind == KIND_MADDUBS && N == 2) {
+    } else if (kind == KIND_MADDUBS && N == 2 && !TERN_CONV_VNNI) {
         /* two clusters per step: channels 2g,2g+1 in lane half 0, 2g+2,2g+3 in half 1 */
         for (int g = 0; g < ncl; g += 2) {
             int cnt = 0;
@@ -269,7 +279,7 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
                     const int oj = b * NR + j;
                     if (oj >= coutg) continue;
                     const int16_t *cs = c->cscale + (size_t)(gi * coutg + oj) * ncl;
-                    if (H->kind == KIND_MADDUBS)
+                    if (H->kind == KIND_MADDUBS && !TERN_CONV_VNNI)
                         for (int h = 0; h < 2; h++) {
                             const int g = cl[2 * s0 + h];
                             ((int16_t *)q)[j * 2 + h] = g < 0 ? 0 : cs[g];
@@ -395,6 +405,7 @@ typedef struct run_ctx {
     __m256i qmin, qmax;
 } run_ctx;
 
+#if !TERN_CONV_VNNI   /* the AVX2 tiles */
 /* Requantise a 3x16 tile and store n pixels x nc channels. */
 static inline __attribute__((always_inline)) void store_tile(const run_ctx *X, __m256i acc[MR][2], const int32_t *P, uint8_t *y, int n, int nc) {
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -716,6 +727,12 @@ static void do_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int npix
     }
 }
 
+#else
+/* conv_avx512vnni.c provides the tiles */
+static void vnni_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int npix, ptrdiff_t pstride, uint8_t *yrow);
+#define do_pixels vnni_pixels
+#endif
+
 static void avx2_run(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
                      uint8_t *y, int oy0, int oy1, void *scratch) {
     const pk_hdr *H = packed;
@@ -771,6 +788,7 @@ static void avx2_run(const tern_qconv *c, const void *packed, const uint8_t *x, 
     }
 }
 
+#if !TERN_CONV_VNNI   /* depthwise and the AVX2 kernel tables */
 /* ---- depthwise (one input and one output channel per group), any code type ----
  * 16 channels at a time: a tap's 16 input bytes are widened to s16, two taps are interleaved
  * word by word (vpunpckl/hwd) so vpmaddwd gives, per channel, w[t0]*x[t0] + w[t1]*x[t1] in s32:
@@ -916,3 +934,4 @@ const tern_conv_kernel tern_conv_t4_3x16__avx2 = {
 const tern_conv_kernel tern_conv_w8_3x16__avx2 = {
     "conv_w8_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
 };
+#endif

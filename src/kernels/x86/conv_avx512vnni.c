@@ -1,0 +1,133 @@
+/* AVX-512 VNNI integer convolutions (vpdpbusd), bit-exact against conv_ref.
+ *
+ * NOT EXECUTED ON THE MACHINE IT WAS WRITTEN ON (AVX2 only). Its logic is tested there through
+ * an exact AVX2 emulation of the few 512-bit operations it uses: build this file with
+ *     -mavx2 -mfma -DTERN_VNNI_EMULATE
+ * instead of the AVX-512 flags and run tests/test_conv_kernels with TERN_TEST_VNNI_EMULATED=1
+ * (see the test). What the emulation cannot check is the mapping of v_* below onto the real
+ * intrinsics; the test suite checks that on any CPU that has AVX-512 VNNI.
+ *
+ * Everything but the tile is conv_avx2.c, included with TERN_CONV_VNNI 1: the same steps (4 input
+ * bytes of a tap x 16 output channels, 64 bytes of codes), rows copied once into a padded ring,
+ * signed input xor 0x80 with the correction folded into the bias, the same requantisation.
+ * vpdpbusd adds the 4 u8 x s8 products of a step into each channel's s32 sum (no saturation,
+ * int32 wrap-around like the reference), so a cluster is one segment whatever its length and
+ * 8-bit codes need no widening; at a cluster's end its scale multiplies the sum (vpmulld).
+ * Tile: 8 pixels x 16 channels: 8 sums + 8 accumulators + codes + broadcast of the 32 zmm. */
+#define TERN_CONV_VNNI 1
+#include "kernels/x86/conv_avx2.c"
+
+#ifdef TERN_VNNI_EMULATE
+/* 16 x int32 as two ymm; every operation exact. */
+typedef struct v16 { __m256i lo, hi; } v16;
+static inline v16 v_load(const void *p) {
+    return (v16){_mm256_load_si256((const __m256i *)p), _mm256_load_si256((const __m256i *)p + 1)};
+}
+static inline v16 v_set1(int32_t a) { const __m256i t = _mm256_set1_epi32(a); return (v16){t, t}; }
+static inline v16 v_zero(void) { return v_set1(0); }
+static inline v16 v_add(v16 a, v16 b) { return (v16){_mm256_add_epi32(a.lo, b.lo), _mm256_add_epi32(a.hi, b.hi)}; }
+static inline v16 v_mullo(v16 a, v16 b) { return (v16){_mm256_mullo_epi32(a.lo, b.lo), _mm256_mullo_epi32(a.hi, b.hi)}; }
+/* vpdpbusd: acc + sum of 4 (u8 of x) * (s8 of w) per dword: even and odd bytes widened to s16
+ * (products fit), vpmaddwd sums pairs exactly in s32 */
+static inline __m256i dp4(__m256i acc, __m256i x, __m256i w) {
+    const __m256i xe = _mm256_and_si256(x, _mm256_set1_epi16(0x00FF)), xo = _mm256_srli_epi16(x, 8);
+    const __m256i we = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8), wo = _mm256_srai_epi16(w, 8);
+    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(xe, we), _mm256_madd_epi16(xo, wo)));
+}
+static inline v16 v_dpbusd(v16 acc, v16 x, v16 w) { return (v16){dp4(acc.lo, x.lo, w.lo), dp4(acc.hi, x.hi, w.hi)}; }
+static inline __m256i v_lo(v16 a) { return a.lo; }
+static inline __m256i v_hi(v16 a) { return a.hi; }
+#define V_KEEP(x) ((void)0)
+#else
+typedef __m512i v16;
+static inline v16 v_load(const void *p) { return _mm512_load_si512(p); }
+static inline v16 v_set1(int32_t a) { return _mm512_set1_epi32(a); }
+static inline v16 v_zero(void) { return _mm512_setzero_si512(); }
+static inline v16 v_add(v16 a, v16 b) { return _mm512_add_epi32(a, b); }
+static inline v16 v_mullo(v16 a, v16 b) { return _mm512_mullo_epi32(a, b); }
+/* _mm512_dpbusd_epi32(src, a, b): src + sum over 4 bytes of unsigned a times signed b */
+static inline v16 v_dpbusd(v16 acc, v16 x, v16 w) { return _mm512_dpbusd_epi32(acc, x, w); }
+static inline __m256i v_lo(v16 a) { return _mm512_castsi512_si256(a); }
+static inline __m256i v_hi(v16 a) { return _mm512_extracti64x4_epi64(a, 1); }
+/* keeps GCC from accumulating into a copy and moving it back every step */
+#define V_KEEP(x) __asm__("" : "+v"(x))
+#endif
+
+enum { VMR = 8 };
+
+/* 8 pixels x 16 channels. o[i]: byte offset of pixel i from the step pointers. */
+static void vnni_tile(const run_ctx *X, const uint8_t *blk, const ptrdiff_t *o, uint8_t *y, int n, int nc) {
+    const int32_t *P = (const int32_t *)blk;
+    const int8_t *wp = (const int8_t *)(blk + PARAM_BYTES);
+    const uint8_t *const *sp = X->sp;
+    v16 acc[VMR];
+    const v16 bias = v_load(P + P_BIAS);
+#pragma GCC unroll 8
+    for (int i = 0; i < VMR; i++) acc[i] = bias;
+    for (int sg = 0; sg < X->nseg; sg++) {
+        v16 s[VMR];
+#pragma GCC unroll 8
+        for (int i = 0; i < VMR; i++) s[i] = v_zero();
+        for (int k = 0; k < X->segn[sg]; k++) {
+            const v16 w = v_load(wp);
+            const uint8_t *p = *sp++;
+            wp += 64;
+#pragma GCC unroll 8
+            for (int i = 0; i < VMR; i++) {
+                int32_t b;
+                memcpy(&b, p + o[i], 4);
+                s[i] = v_dpbusd(s[i], v_set1(b), w);
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < VMR; i++) V_KEEP(s[i]);
+        }
+        const v16 cs = v_load(wp);   /* int32 scale per channel */
+        wp += 64;
+#pragma GCC unroll 8
+        for (int i = 0; i < VMR; i++) acc[i] = v_add(acc[i], v_mullo(s[i], cs));
+    }
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int i = 0; i < n; i++) {
+        const __m256i r0 = requant8(v_lo(acc[i]), P, 0, X->qmin, X->qmax);
+        const __m256i r1 = requant8(v_hi(acc[i]), P, 8, X->qmin, X->qmax);
+        const __m256i t = _mm256_packs_epi32(r0, r1);
+        const __m256i u = X->out_signed ? _mm256_packs_epi16(t, t) : _mm256_packus_epi16(t, t);
+        const __m128i ob = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(u, perm));
+        uint8_t *d = y + (size_t)i * X->cout;
+        if (nc == NR) _mm_storeu_si128((__m128i *)d, ob);
+        else {
+            uint8_t tmp[16];
+            _mm_storeu_si128((__m128i *)tmp, ob);
+            memcpy(d, tmp, (size_t)nc);
+        }
+    }
+}
+
+static void vnni_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int npix, ptrdiff_t pstride, uint8_t *yrow) {
+    const uint8_t *base = (const uint8_t *)H;
+    const int cing = c->cin / c->groups, coutg = c->cout / c->groups;
+    for (int gi = 0; gi < c->groups; gi++) {
+        const ptrdiff_t goff = (ptrdiff_t)gi * cing;
+        for (int b = 0; b < H->ncb; b++) {
+            const uint8_t *blk = base + H->off_blk + (size_t)(gi * H->ncb + b) * H->blk_bytes;
+            const int nc = TERN_MIN(NR, coutg - b * NR);
+            uint8_t *yb = yrow + gi * coutg + b * NR;
+            for (int px = 0; px < npix; px += VMR) {
+                const int n = TERN_MIN(VMR, npix - px);
+                ptrdiff_t o[VMR];
+                for (int i = 0; i < VMR; i++) o[i] = goff + (ptrdiff_t)(px + TERN_MIN(i, n - 1)) * pstride;
+                vnni_tile(X, blk, o, yb + (size_t)px * c->cout, n, nc);
+            }
+        }
+    }
+}
+
+const tern_conv_kernel tern_conv_t2_8x16__avx512vnni = {
+    "conv_t2_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+};
+const tern_conv_kernel tern_conv_t4_8x16__avx512vnni = {
+    "conv_t4_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+};
+const tern_conv_kernel tern_conv_w8_8x16__avx512vnni = {
+    "conv_w8_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+};
