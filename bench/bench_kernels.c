@@ -197,8 +197,11 @@ int main(int argc, char **argv) {
             const double pk = wts[wi].wtype == TERN_WTYPE_INT8 ? peak_wd : peak_ub;
             char pks[16] = "-";
             if (pk > 0 && k != &tern_conv_ref) snprintf(pks, sizeof pks, "%.0f%%", 100 * rate / pk);
-            printf("%-22s %-28s %-8s %9.2f %8.3f %7.1fx %7s\n", k->name, s->name, wts[wi].name, rate / 1e9, rref / 1e9,
-                   rate / rref, pks);
+            if (noref)
+                printf("%-22s %-28s %-8s %9.2f %8s %8s %7s\n", k->name, s->name, wts[wi].name, rate / 1e9, "-", "-", pks);
+            else
+                printf("%-22s %-28s %-8s %9.2f %8.3f %7.1fx %7s\n", k->name, s->name, wts[wi].name, rate / 1e9, rref / 1e9,
+                       rate / rref, pks);
             fflush(stdout);
             free(x); free(y); free(yr); free(packed); free(scratch);
             free_conv(&d);
