@@ -1068,6 +1068,8 @@ static void test_save_failures(void) {
     /* loading a missing file is an IO error naming it */
     CHECK(tern_qmodel_load("/nonexistent/x.tern", &r) == TERN_STATUS_IO && r == NULL &&
           strstr(tern_last_error(), "/nonexistent/x.tern"), "%s", tern_last_error());
+    CHECK(tern_qmodel_load(tmpdir, &r) == TERN_STATUS_IO && r == NULL && strstr(tern_last_error(), "not a regular file"),
+          "%s", tern_last_error());
     CHECK(tern_qmodel_load_mem(NULL, 0, NULL, &r) == TERN_STATUS_FORMAT && strstr(tern_last_error(), "<memory>"),
           "%s", tern_last_error());
     tern_qmodel_free(NULL);

@@ -661,6 +661,7 @@ enum tern_status tern_qmodel_load_mem(const uint8_t *data, size_t len, const cha
     tern_qmodel *m = NULL;
     enum tern_status st = read_model(&r, &m);
     if (st) {
+        if (st == TERN_STATUS_NOMEM) tern_error_prefix(st, "%s", name);
         tern_qmodel_free(m);
         return st;
     }
@@ -671,6 +672,10 @@ enum tern_status tern_qmodel_load_mem(const uint8_t *data, size_t len, const cha
 enum tern_status tern_qmodel_load(const char *path, tern_qmodel **out) {
     if (out) *out = NULL;
     if (!path || !out) return tern_errorf(TERN_STATUS_INVALID_ARG, "tern_qmodel_load: no path or output pointer");
+    /* tern_read_file would take a directory's size for a huge file: say what it is instead */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return tern_errorf(TERN_STATUS_IO, "%s: not a regular file", path);
     uint8_t *data;
     size_t len;
     enum tern_status st = tern_read_file(path, &data, &len);
