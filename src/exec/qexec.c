@@ -16,6 +16,7 @@ struct tern_qexec {
     int32_t *logits;                    /* [max_batch][nclasses] */
     int profile;
     int64_t *layer_ns;
+    tern_add_fn add;                    /* residual add kernel for the ISA */
 };
 
 static size_t elem_size(const tern_qtensor *t) { return t->wide ? 4 : 1; }
@@ -45,6 +46,10 @@ static void op_add(const tern_qexec *e, const tern_qlayer *L, int img) {
     size_t n = (size_t)ty->c * ty->h * ty->w;
     const uint8_t *a = e->buf[L->in[0]] + (size_t)img * tensor_bytes(ta), *b = e->buf[L->in[1]] + (size_t)img * tensor_bytes(tb);
     uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    if (!ta->wide && !tb->wide && !ty->wide && L->la <= 23 && L->lb <= 23 && L->rs <= 30) {
+        e->add(a, ta->is_signed, b, tb->is_signed, y, n, L->la, L->lb, L->rs, L->qmin, L->qmax);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         int64_t s = ((int64_t)load_elem(ta, a, i) << L->la) + ((int64_t)load_elem(tb, b, i) << L->lb);
         store_elem(ty, y, i, clamp32(rshift_round(s, L->rs), L->qmin, L->qmax));
@@ -223,6 +228,7 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
     if (!e) return TERN_STATUS_NOMEM;
     e->m = m;
     e->max_batch = max_batch;
+    e->add = tern_add_select(isa);
     enum tern_status st = TERN_STATUS_NOMEM;
     e->pool = tern_pool_create(nthreads);
     e->kern = tern_calloc((size_t)m->nlayers + 1, sizeof *e->kern);

@@ -86,4 +86,16 @@ typedef struct tern_conv_kernel {
 const tern_conv_kernel *tern_conv_kernel_select(const tern_qconv *c, enum tern_isa isa);
 extern const tern_conv_kernel tern_conv_ref;            /* scalar reference, any conv */
 
+/* Residual add of two 8-bit tensors (n elements each, same layout):
+ *   y[i] = clamp(rshift_round((a[i] << la) + (b[i] << lb), rs), qmin, qmax)
+ * with a/b read as int8 when a_signed/b_signed, else uint8, rshift_round(v, s) = (v + 2^(s-1)) >> s
+ * (v for s = 0), in int32 (la, lb <= 23, rs <= 30). y is int8 if qmin < 0, else uint8. */
+typedef void (*tern_add_fn)(const uint8_t *a, int a_signed, const uint8_t *b, int b_signed, uint8_t *y, size_t n,
+                            int la, int lb, int rs, int qmin, int qmax);
+void tern_add_ref(const uint8_t *a, int a_signed, const uint8_t *b, int b_signed, uint8_t *y, size_t n,
+                  int la, int lb, int rs, int qmin, int qmax);
+void tern_add__avx2(const uint8_t *a, int a_signed, const uint8_t *b, int b_signed, uint8_t *y, size_t n,
+                    int la, int lb, int rs, int qmin, int qmax);
+tern_add_fn tern_add_select(enum tern_isa isa);
+
 #endif

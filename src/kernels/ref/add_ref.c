@@ -1,0 +1,20 @@
+/* Reference residual add (kernels.h): defines the result the AVX2 version must match. */
+#include "kernels/kernels.h"
+
+#define ADD_LOOP(TA, TB)                                                                       \
+    for (size_t i = 0; i < n; i++) {                                                           \
+        int32_t v = ((int32_t)((const TA *)a)[i] * (1 << la)) + ((int32_t)((const TB *)b)[i] * (1 << lb)); \
+        v = (v + rnd) >> rs;                                                                   \
+        y[i] = (uint8_t)(v < qmin ? qmin : v > qmax ? qmax : v);                               \
+    }
+
+void tern_add_ref(const uint8_t *a, int a_signed, const uint8_t *b, int b_signed, uint8_t *y, size_t n,
+                  int la, int lb, int rs, int qmin, int qmax) {
+    const int32_t rnd = rs > 0 ? 1 << (rs - 1) : 0;
+    if (!a_signed && !b_signed) ADD_LOOP(uint8_t, uint8_t)
+    else if (a_signed && !b_signed) ADD_LOOP(int8_t, uint8_t)
+    else if (!a_signed && b_signed) ADD_LOOP(uint8_t, int8_t)
+    else ADD_LOOP(int8_t, int8_t)
+}
+
+tern_add_fn tern_add_select(enum tern_isa isa) { return isa >= TERN_ISA_AVX2 ? tern_add__avx2 : tern_add_ref; }
