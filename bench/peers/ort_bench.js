@@ -4,6 +4,7 @@
 //   node bench/peers/ort_bench.js MODEL.onnx [options]
 //     --batch 64[,B...]      batch sizes            --threads 1[,T...]   intraOpNumThreads
 //     --seconds 3            time box per case      --warmup 3           untimed runs per case
+//     --rounds 3             the time box is split into rounds; the best round's median is reported
 //     --check-images N       images for the accuracy check (CIFAR default 1000, ImageNet 50)
 //     --name NAME            model name printed (default: file name without .onnx)
 //     --data DIR             data dir (default $TERN_DATA, else ../shared/data beside the repo)
@@ -18,7 +19,9 @@
 // ImageNet) accuracy is printed: the numbers must be near the README's FP32 accuracy.
 // One line per case on stdout:
 //   peer=ort-fp32 model=resnet20 batch=64 threads=1 images_per_s=.. ms_per_batch=.. acc=.. n=..
-// ms_per_batch is the median of the timed runs; images_per_s = batch / median.
+// ms_per_batch is the median of the timed runs in the best round; images_per_s = batch / ms_per_batch;
+// ms_worst_round (median of the slowest round), ms_mean (all runs) and iters follow; other_cpu =
+// cores used by other processes while the case was timed (> ~0.2: the number is disturbed).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -33,7 +36,7 @@ try { ort = require('onnxruntime-node'); } catch (e) {
 
 function parseArgs(argv) {
   const o = { batch: '64', threads: '1', seconds: 3, warmup: 3, 'check-images': null, name: null,
-    data: null, model: null, 'min-iters': 5 };
+    data: null, model: null, 'min-iters': 5, rounds: 3 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-h' || a === '--help') {
@@ -51,6 +54,7 @@ function parseArgs(argv) {
   o.batch = String(o.batch).split(',').map(Number);
   o.threads = String(o.threads).split(',').map(Number);
   o.seconds = Number(o.seconds); o.warmup = Number(o.warmup); o['min-iters'] = Number(o['min-iters']);
+  o.rounds = Math.max(1, Number(o.rounds));
   if (!o.name) o.name = path.basename(o.model).replace(/\.onnx$/, '');
   if (!o.data) o.data = process.env.TERN_DATA || path.join(__dirname, '..', '..', '..', 'shared', 'data');
   return o;
@@ -166,17 +170,38 @@ async function accuracy(sess, ds, b, dims, inName, outName) {
   return [c1 / ds.y.length, c5 / ds.y.length];
 }
 
-async function timeSession(sess, xs, inName, warmup, seconds, minIters) {
+// (busy CPU-seconds of the whole machine, CPU-seconds of this process, wall seconds)
+function cpuSnapshot() {
+  let busy = NaN;
+  try {
+    const v = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+    busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / 100;  // USER_HZ is 100 on Linux
+  } catch (e) { /* not Linux */ }
+  const u = process.cpuUsage();
+  return [busy, (u.user + u.system) / 1e6, Number(process.hrtime.bigint()) / 1e9];
+}
+// Cores used by other processes between two snapshots: > 0.2 means the timing was disturbed.
+function otherCpu(a, b) { const wall = b[2] - a[2]; return Math.max(0, ((b[0] - a[0]) - (b[1] - a[1])) / wall); }
+
+// Median of each of `rounds` time boxes of seconds/rounds; the best round is reported (the machines
+// are shared: a job that takes a core for a second spoils one round, not the number).
+async function timeSession(sess, xs, inName, warmup, seconds, minIters, rounds) {
   for (let i = 0; i < warmup; i++) await sess.run({ [inName]: xs[i % xs.length] });
-  const times = [], tEnd = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));
-  for (let i = 0; process.hrtime.bigint() < tEnd || times.length < minIters; i++) {
-    const t0 = process.hrtime.bigint();
-    await sess.run({ [inName]: xs[i % xs.length] });
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  const meds = [], all = [];
+  let i = 0;
+  for (let r = 0; r < rounds; r++) {
+    const times = [], tEnd = process.hrtime.bigint() + BigInt(Math.round(seconds / rounds * 1e9));
+    while (process.hrtime.bigint() < tEnd || times.length < Math.max(1, Math.floor(minIters / rounds))) {
+      const t0 = process.hrtime.bigint();
+      await sess.run({ [inName]: xs[i++ % xs.length] });
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    times.sort((a, b) => a - b);
+    meds.push(times[times.length >> 1]);
+    all.push(...times);
   }
-  const mean = times.reduce((a, b) => a + b, 0) / times.length;
-  times.sort((a, b) => a - b);
-  return { med: times[times.length >> 1], mean, iters: times.length };
+  const mean = all.reduce((a, b) => a + b, 0) / all.length;
+  return { med: Math.min(...meds), worst: Math.max(...meds), mean, iters: all.length };
 }
 
 async function main() {
@@ -216,10 +241,12 @@ async function main() {
         }
       }
       const [a1, a5] = accs.get(b);
-      const r = await timeSession(sess, timingBatches(ds, b, dims), inName, o.warmup, o.seconds, o['min-iters']);
+      const snap = cpuSnapshot();
+      const r = await timeSession(sess, timingBatches(ds, b, dims), inName, o.warmup, o.seconds, o['min-iters'], o.rounds);
       console.log(`peer=ort-fp32 model=${o.name} batch=${b} threads=${t} images_per_s=${(b * 1e3 / r.med).toFixed(1)} ` +
         `ms_per_batch=${r.med.toFixed(3)} acc=${a1.toFixed(4)}${imagenet ? ` top5=${a5.toFixed(4)}` : ''} n=${ds.y.length} ` +
-        `ms_mean=${r.mean.toFixed(3)} iters=${r.iters}`);
+        `ms_worst_round=${r.worst.toFixed(3)} ms_mean=${r.mean.toFixed(3)} iters=${r.iters} ` +
+        `other_cpu=${otherCpu(snap, cpuSnapshot()).toFixed(2)}`);
     }
   }
   return fails ? 1 : 0;

@@ -6,6 +6,7 @@ Usage:
     --modes fp32,int8        what to run (default fp32,int8; int8 = peer torch-int8-onednn)
     --batch 64[,B...]        batch sizes           --threads 1[,T...]   torch.set_num_threads
     --seconds 3              time box per case     --warmup 3           untimed runs per case
+    --rounds 3               the time box is split into rounds; the best round's median is reported
     --check-images N         images for the accuracy check (CIFAR default 1000, ImageNet 50)
     --calib-images N         int8 calibration images (CIFAR default 512, ImageNet 100)
     --layout channels_last   FP32 weight memory format: channels_last (default) or nchw
@@ -38,8 +39,12 @@ PyTorch's own 'x86' qconfig (7-bit activations, reduce_range=True) is made for e
 
 Output, one line per case (stdout; progress goes to stderr):
   peer=torch-fp32 model=resnet20 batch=64 threads=1 images_per_s=.. ms_per_batch=.. acc=.. n=..
-ms_per_batch is the median over the timed runs (robust to noise from other jobs), images_per_s =
-batch / median; ms_mean and iters follow. The accuracy (top-1 on the n check images, top5 too for
+ms_per_batch is the median of the timed runs in the best of --rounds rounds (the machines are shared:
+a job that takes a core for a second spoils a round, not the number), images_per_s = batch /
+ms_per_batch; ms_worst_round (median of the slowest round), ms_mean (all runs) and iters follow.
+other_cpu = cores used by *other* processes while this case was timed (from /proc/stat minus this
+process's CPU time): above ~0.2 the case shared the machine and its number is not trustworthy
+(with 2 threads on 2 cores, one busy neighbour can slow OpenMP down tenfold). The accuracy (top-1 on the n check images, top5 too for
 ImageNet) is measured before timing, in the same mode, with the same batch size.
 """
 import os
@@ -75,7 +80,7 @@ def ensure_packages():
 def parse_args(argv):
     o = {"modes": "fp32,int8", "batch": "64", "threads": "1", "seconds": 3.0, "warmup": 3,
          "check_images": None, "calib_images": None, "name": None, "data": None, "model": None,
-         "min_iters": 5, "engine": "onednn", "qconfig": "auto", "layout": "channels_last"}
+         "min_iters": 5, "rounds": 3, "engine": "onednn", "qconfig": "auto", "layout": "channels_last"}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -94,6 +99,7 @@ def parse_args(argv):
     o["threads"] = [int(t) for t in str(o["threads"]).split(",")]
     o["modes"] = [m for m in o["modes"].split(",") if m]
     o["seconds"] = float(o["seconds"]); o["warmup"] = int(o["warmup"]); o["min_iters"] = int(o["min_iters"])
+    o["rounds"] = max(1, int(o["rounds"]))
     if o["name"] is None:
         o["name"] = os.path.basename(o["model"]).rsplit(".onnx", 1)[0]
     if o["data"] is None:
@@ -328,18 +334,44 @@ def accuracy(model, x, y, b, torch, top5):
     return c1 / len(x), c5 / len(x)
 
 
-def time_model(model, xs, warmup, seconds, min_iters, torch):
+def cpu_snapshot():
+    """(busy CPU-seconds of the whole machine, CPU-seconds of this process, wall time)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:9]]
+        busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        busy = float("nan")
+    t = os.times()
+    return busy, t.user + t.system, time.perf_counter()
+
+
+def other_cpu(a, b):
+    """Cores used by other processes between two snapshots: >0.2 means the timing was disturbed."""
+    wall = b[2] - a[2]
+    return max(0.0, ((b[0] - a[0]) - (b[1] - a[1])) / wall) if wall > 0 else float("nan")
+
+
+def time_model(model, xs, warmup, seconds, min_iters, rounds, torch):
+    """Median of each of `rounds` time boxes of seconds/rounds; the best round is reported.
+
+    The machines are shared: another job taking a core for a second slows a whole round, and the
+    best round's median is the most repeatable estimate of the uncontended speed."""
     with torch.no_grad():
         for i in range(warmup):
             model(xs[i % len(xs)])
-        times, t_end, i = [], time.perf_counter() + seconds, 0
-        while time.perf_counter() < t_end or len(times) < min_iters:
-            t0 = time.perf_counter()
-            model(xs[i % len(xs)])
-            times.append(time.perf_counter() - t0)
-            i += 1
-    times.sort()
-    return times[len(times) // 2] * 1e3, sum(times) / len(times) * 1e3, len(times)
+        meds, alltimes, i = [], [], 0
+        for r in range(rounds):
+            times, t_end = [], time.perf_counter() + seconds / rounds
+            while time.perf_counter() < t_end or len(times) < max(1, min_iters // rounds):
+                t0 = time.perf_counter()
+                model(xs[i % len(xs)])
+                times.append(time.perf_counter() - t0)
+                i += 1
+            times.sort()
+            meds.append(times[len(times) // 2])
+            alltimes += times
+    return min(meds) * 1e3, sum(alltimes) / len(alltimes) * 1e3, len(alltimes), max(meds) * 1e3
 
 
 def cpu_has_vnni():
@@ -460,15 +492,19 @@ def main(argv):
             xs = timing_batches(x, b, torch)
             for t in o["threads"]:
                 torch.set_num_threads(t)
-                med, mean, iters = time_model(model, xs, o["warmup"], o["seconds"], o["min_iters"], torch)
+                snap = cpu_snapshot()
+                med, mean, iters, worst = time_model(model, xs, o["warmup"], o["seconds"], o["min_iters"],
+                                                     o["rounds"], torch)
+                other = other_cpu(snap, cpu_snapshot())
                 extra = " top5=%.4f" % a5 if imagenet else ""
                 if peer.startswith("torch-int8"):
                     extra += " qconfig=%s calib=%d" % (qconfig_name, n_calib)
                 else:
                     extra += " layout=%s" % o["layout"]
                 print("peer=%s model=%s batch=%d threads=%d images_per_s=%.1f ms_per_batch=%.3f acc=%.4f%s n=%d "
-                      "ms_mean=%.3f iters=%d" % (peer, o["name"], b, t, b * 1e3 / med, med, a1, extra, len(x),
-                                                 mean, iters), flush=True)
+                      "ms_worst_round=%.3f ms_mean=%.3f iters=%d other_cpu=%.2f" % (
+                          peer, o["name"], b, t, b * 1e3 / med, med, a1, extra, len(x), worst, mean, iters, other),
+                      flush=True)
     return 1 if fails else 0
 
 
