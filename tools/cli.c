@@ -26,6 +26,7 @@ const char *cli_common_help(void) {
            "  --crop N           centre crop NxN\n"
            "  --bgr              feed channels as B,G,R\n"
            "  --count N          use N items spread evenly over the dataset (default all)\n"
+           "  --offset K         start the spread at item K (--count 500 --offset 1 on 1000 items: the odd ones)\n"
            "  --batch N          batch size (default 64)\n"
            "  --threads N        threads (default 1)\n"
            "  --json             machine-readable output on stdout\n"
@@ -61,6 +62,7 @@ int cli_parse_common(cli_opts *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--crop")) { NEED_VALUE(); if (!parse_int(v, 1, &o->pp.crop_h)) BAD(); o->pp.crop_w = o->pp.crop_h; o->have_pp = 1; }
     else if (!strcmp(a, "--bgr")) o->pp.bgr = 1;
     else if (!strcmp(a, "--count")) { NEED_VALUE(); if (!parse_int(v, 1, &o->count)) BAD(); }
+    else if (!strcmp(a, "--offset")) { NEED_VALUE(); if (!parse_int(v, 0, &o->offset)) BAD(); }
     else if (!strcmp(a, "--batch")) { NEED_VALUE(); if (!parse_int(v, 1, &o->batch) || o->batch > 4096) BAD(); }
     else if (!strcmp(a, "--threads")) { NEED_VALUE(); if (!parse_int(v, 1, &o->threads) || o->threads > 256) BAD(); }
     else if (!strcmp(a, "--json")) o->json = 1;
@@ -270,11 +272,14 @@ enum tern_status cli_dataset_open(const cli_opts *o, const cli_model *m, tern_da
     return TERN_STATUS_OK;
 }
 
-int *cli_subset(int n, int *count) {
-    if (*count <= 0 || *count > n) *count = n;
+int *cli_subset(int n, int *count, int offset) {
+    if (offset < 0 || offset >= n) offset = 0;
+    if (*count <= 0 || *count > n - offset) *count = n - offset;
     int *idx = tern_malloc(sizeof(int) * (size_t)(*count ? *count : 1));
     if (!idx) return NULL;
-    for (int i = 0; i < *count; i++) idx[i] = (int)((int64_t)i * n / *count);
+    for (int i = 0; i < *count; i++) idx[i] = offset + (int)((int64_t)i * n / *count);
+    for (int i = 0; i < *count; i++)
+        if (idx[i] >= n) idx[i] = n - 1 - (*count - 1 - i); /* keep inside, still increasing */
     return idx;
 }
 

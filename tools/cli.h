@@ -11,7 +11,7 @@ typedef struct cli_opts {
     tern_preproc pp;
     float mean[3], std[3];      /* FP32 input normalisation: (p/255 - mean) / std */
     int have_pp;                /* resize/crop given explicitly */
-    int count, batch, threads, json, topk, quiet;
+    int count, offset, batch, threads, json, topk, quiet;
     const char *preset;
 } cli_opts;
 
@@ -43,8 +43,8 @@ void cli_model_free(cli_model *m);
 /* Dataset with the model's input size; preprocessing defaults to resizing the shorter side to
  * the model's input and centre-cropping when the dataset's images are of another size. */
 enum tern_status cli_dataset_open(const cli_opts *o, const cli_model *m, tern_dataset **ds);
-/* Indices of `count` items spread evenly over a dataset of n (count <= 0: all). */
-int *cli_subset(int n, int *count);
+/* Indices offset + i*n/count of `count` items spread evenly over a dataset of n (count <= 0: all). */
+int *cli_subset(int n, int *count, int offset);
 
 void cli_progress(const char *what, int done, int total, double t0, int quiet);
 void cli_topk(const double *scores, int n, int k, int *idx);

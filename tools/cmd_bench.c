@@ -73,7 +73,7 @@ int cmd_bench(int argc, char **argv) {
     if (o.data) {
         tern_dataset *ds;
         if (cli_dataset_open(&o, m, &ds)) { rc = cli_fail("bench"); goto done; }
-        int cnt = big, *idx = cli_subset(tern_dataset_count(ds), &cnt);
+        int cnt = big, *idx = cli_subset(tern_dataset_count(ds), &cnt, 0);
         for (int i = 0; i < big && idx; i++)
             if (tern_dataset_read(ds, idx[i % cnt], px + per * (size_t)i, NULL)) { free(idx); tern_dataset_free(ds); rc = cli_fail("bench"); goto done; }
         free(idx);

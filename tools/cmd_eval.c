@@ -28,7 +28,7 @@ int cmd_eval(int argc, char **argv) {
     if (cli_model_load(path, &o, &m)) { rc = cli_fail("eval"); goto done; }
     if (cli_dataset_open(&o, m, &ds)) { rc = cli_fail("eval"); goto done; }
     int count = o.count;
-    idx = cli_subset(tern_dataset_count(ds), &count);
+    idx = cli_subset(tern_dataset_count(ds), &count, o.offset);
     size_t per = (size_t)m->c * m->h * m->w;
     px = tern_malloc(per * (size_t)o.batch);
     scores = tern_malloc(sizeof(double) * (size_t)o.batch * (size_t)m->nclasses);

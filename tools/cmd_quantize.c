@@ -9,6 +9,7 @@ static const char *help =
     "  -o FILE               output .tern file\n"
     "  --calib DATA          calibration images (CIFAR .bin or image folder); never the test set\n"
     "  --calib-count K       calibration images, spread over DATA (default 500)\n"
+    "  --calib-offset K      start the spread at item K (to keep calibration and evaluation disjoint)\n"
     "  --weights t|4|8       weight type of the body layers (default t: ternary)\n"
     "  --cluster N|all       input channels per scale cluster (default 4)\n"
     "  --ternary-rule R      exact (default: least squares optimum) or twn\n"
@@ -23,17 +24,18 @@ int cmd_quantize(int argc, char **argv) {
     tern_qopts q;
     tern_qopts_init(&q);
     const char *path = NULL;
-    int calib_count = 500;
+    int calib_count = 500, calib_offset = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) { printf("%s%s", help, cli_common_help()); return 0; }
-        if ((!strcmp(a, "-o") || !strcmp(a, "--calib") || !strcmp(a, "--calib-count") || !strcmp(a, "--weights") || !strcmp(a, "--cluster") ||
+        if ((!strcmp(a, "-o") || !strcmp(a, "--calib") || !strcmp(a, "--calib-count") || !strcmp(a, "--calib-offset") || !strcmp(a, "--weights") || !strcmp(a, "--cluster") ||
              !strcmp(a, "--ternary-rule") || !strcmp(a, "--calib-rule") || !strcmp(a, "--layer")) && !v) {
             fprintf(stderr, "tern quantize: %s needs a value\n", a);
             return 2;
         }
         if (!strcmp(a, "-o")) o.out = argv[++i];
         else if (!strcmp(a, "--calib")) o.calib = argv[++i];
+        else if (!strcmp(a, "--calib-offset")) { calib_offset = atoi(argv[++i]); if (calib_offset < 0) { fprintf(stderr, "tern quantize: bad --calib-offset\n"); return 2; } }
         else if (!strcmp(a, "--calib-count")) { calib_count = atoi(argv[++i]); if (calib_count < 1) { fprintf(stderr, "tern quantize: bad --calib-count\n"); return 2; } }
         else if (!strcmp(a, "--weights")) { if (!tern_parse_wspec(argv[++i], &q.wtype, &q.cluster)) { fprintf(stderr, "tern quantize: bad --weights '%s' (t, 4 or 8)\n", v); return 2; } }
         else if (!strcmp(a, "--cluster")) {
@@ -88,7 +90,7 @@ int cmd_quantize(int argc, char **argv) {
     q.bgr = pp.bgr;
     q.resize_short = pp.resize_short;
     q.crop = pp.crop_h;
-    idx = cli_subset(tern_dataset_count(ds), &calib_count);
+    idx = cli_subset(tern_dataset_count(ds), &calib_count, calib_offset);
     size_t per = (size_t)m->c * m->h * m->w;
     px = tern_malloc(per * (size_t)calib_count);
     if (!idx || !px) { rc = cli_fail("quantize"); goto done; }

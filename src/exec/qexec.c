@@ -280,6 +280,25 @@ void tern_qexec_free(tern_qexec *e) {
 }
 
 void tern_qexec_profile(tern_qexec *e, int on) { e->profile = on; }
+const uint8_t *tern_qexec_tensor(const tern_qexec *e, int t) { return e->buf[t]; }
+
+enum tern_status tern_qexec_keep_all(tern_qexec *e) {
+    const tern_qmodel *m = e->m;
+    uint8_t **slots = tern_calloc((size_t)m->ntensors, sizeof *slots);
+    if (!slots) return TERN_STATUS_NOMEM;
+    for (int t = 0; t < m->ntensors; t++)
+        if (!(slots[t] = tern_aligned_alloc(tensor_bytes(&m->tensors[t]) * (size_t)e->max_batch + 64))) {
+            for (int k = 0; k < t; k++) free(slots[k]);
+            free(slots);
+            return TERN_STATUS_NOMEM;
+        }
+    for (int s = 0; s < e->nslots; s++) free(e->slots[s]);
+    free(e->slots);
+    e->slots = slots;
+    e->nslots = m->ntensors;
+    for (int t = 0; t < m->ntensors; t++) e->buf[t] = slots[t];
+    return TERN_STATUS_OK;
+}
 const int64_t *tern_qexec_layer_ns(const tern_qexec *e) { return e->layer_ns; }
 const char *tern_qexec_kernel_name(const tern_qexec *e, int i) { return e->kern[i] ? e->kern[i]->name : NULL; }
 

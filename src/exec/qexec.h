@@ -18,6 +18,12 @@ void tern_qexec_free(tern_qexec *e);
 /* Per-layer wall time of the runs so far, in nanoseconds (integer), when profiling is on. */
 void tern_qexec_profile(tern_qexec *e, int on);
 const int64_t *tern_qexec_layer_ns(const tern_qexec *e);
+/* Bytes of tensor t after a run ([batch][h][w][c] per the model's tensor table). A tensor's
+ * memory is reused once no later layer reads it, so only tensors still live at the end (the
+ * input's last readers aside) are meaningful; run with keep_all set to keep every tensor. */
+const uint8_t *tern_qexec_tensor(const tern_qexec *e, int t);
+/* Give every tensor its own memory (for debugging and layer-by-layer tests); call before run. */
+enum tern_status tern_qexec_keep_all(tern_qexec *e);
 /* Name of the conv kernel chosen for layer i (NULL for other ops). */
 const char *tern_qexec_kernel_name(const tern_qexec *e, int i);
 

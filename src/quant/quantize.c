@@ -483,7 +483,7 @@ static enum tern_status build_conv(qctx *q, const low_layer *l, int nweight, ter
     uint8_t *padv = NULL;
     enum tern_status st = weights_of(q, l, &w, &bias);
     if (st) goto done;
-    int fi = xt->exp;
+    int fi = m->tensors[l->in[0]].exp; /* resolved exponents live in m (shared ones included) */
     if (l->in[0] == 0) { /* fold (p/255 - mean)/std into the first layer; pad with the mean pixel */
         padv = tern_malloc((size_t)c->cin);
         if (!padv) { st = TERN_STATUS_NOMEM; goto done; }
@@ -519,7 +519,7 @@ static enum tern_status build_conv(qctx *q, const low_layer *l, int nweight, ter
         }
     L->sqnr_db = (float)tern_sqnr_db(w, wq, (size_t)cout * K);
     L->zero_frac = (float)((double)zeros / ((double)cout * K));
-    int fo = yt->wide ? yt->exp + 16 : yt->exp; /* wide logits: as fine as requantisation allows */
+    int fo = yt->wide ? m->tensors[l->out].exp + 16 : m->tensors[l->out].exp; /* wide logits: as fine as requantisation allows */
     double xmax = xt->is_signed ? 128.0 : 255.0;
     const tern_node *act = l->act;
     double alpha = act && act->op == TERN_OP_LEAKYRELU ? act->a.alpha : 1.0;
