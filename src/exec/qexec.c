@@ -17,6 +17,8 @@ struct tern_qexec {
     int profile;
     int64_t *layer_ns;
     tern_add_fn add;                    /* residual add kernel for the ISA */
+    tern_max_fn max;                    /* running max (max pooling) */
+    enum tern_isa isa;
 };
 
 static size_t elem_size(const tern_qtensor *t) { return t->wide ? 4 : 1; }
@@ -70,6 +72,32 @@ static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img) {
     const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
     uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
     int C = tx->c, H = tx->h, W = tx->w;
+    if (L->op == TERN_QOP_MAXPOOL && !tx->wide && e->isa >= TERN_ISA_AVX2 && L->kh == 2 && L->kw == 2 && L->sh == 2 &&
+        L->sw == 2 && !L->pad_t && !L->pad_l && C % 16 == 0 && 2 * ty->h <= H && 2 * ty->w <= W) {
+        tern_maxpool2x2__avx2(x, W, C, y, ty->h, ty->w, tx->is_signed);
+        return;
+    }
+    if (L->op == TERN_QOP_MAXPOOL && !tx->wide) { /* NHWC: a window is a max over channel vectors */
+        for (int oy = 0; oy < ty->h; oy++)
+            for (int ox = 0; ox < ty->w; ox++) {
+                uint8_t *d = y + ((size_t)oy * ty->w + ox) * C;
+                int first = 1;
+                for (int ky = 0; ky < L->kh; ky++) {
+                    int iy = oy * L->sh - L->pad_t + ky;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int kx = 0; kx < L->kw; kx++) {
+                        int ix = ox * L->sw - L->pad_l + kx;
+                        if (ix < 0 || ix >= W) continue;
+                        const uint8_t *s = x + ((size_t)iy * W + ix) * C;
+                        if (first) memcpy(d, s, (size_t)C);
+                        else e->max(d, s, (size_t)C, tx->is_signed);
+                        first = 0;
+                    }
+                }
+                if (first) memset(d, 0, (size_t)C);
+            }
+        return;
+    }
     if (L->op == TERN_QOP_GLOBALAVGPOOL) {
         for (int c = 0; c < C; c++) {
             int64_t s = 0;
@@ -229,6 +257,8 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
     e->m = m;
     e->max_batch = max_batch;
     e->add = tern_add_select(isa);
+    e->max = tern_max_select(isa);
+    e->isa = isa;
     enum tern_status st = TERN_STATUS_NOMEM;
     e->pool = tern_pool_create(nthreads);
     e->kern = tern_calloc((size_t)m->nlayers + 1, sizeof *e->kern);

@@ -98,4 +98,15 @@ void tern_add__avx2(const uint8_t *a, int a_signed, const uint8_t *b, int b_sign
                     int la, int lb, int rs, int qmin, int qmax);
 tern_add_fn tern_add_select(enum tern_isa isa);
 
+/* Element-wise running maximum for max pooling: d[i] = max(d[i], s[i]) over n 8-bit elements,
+ * compared as int8 when is_signed, else as uint8. */
+typedef void (*tern_max_fn)(uint8_t *d, const uint8_t *s, size_t n, int is_signed);
+void tern_max_ref(uint8_t *d, const uint8_t *s, size_t n, int is_signed);
+void tern_max__avx2(uint8_t *d, const uint8_t *s, size_t n, int is_signed);
+tern_max_fn tern_max_select(enum tern_isa isa);
+
+/* 2x2 stride-2 max pool without padding on one NHWC image whose C is a multiple of 16:
+ * y[oy][ox][c] = max of x[2oy+dy][2ox+dx][c]. Same results as the generic pool. */
+void tern_maxpool2x2__avx2(const uint8_t *x, int W, int C, uint8_t *y, int OH, int OW, int is_signed);
+
 #endif

@@ -1,4 +1,5 @@
-/* Reference residual add (kernels.h): defines the result the AVX2 version must match. */
+/* Reference residual add and running max (kernels.h): define the results the AVX2 versions
+ * must match. */
 #include "kernels/kernels.h"
 
 #define ADD_LOOP(TA, TB)                                                                       \
@@ -18,3 +19,12 @@ void tern_add_ref(const uint8_t *a, int a_signed, const uint8_t *b, int b_signed
 }
 
 tern_add_fn tern_add_select(enum tern_isa isa) { return isa >= TERN_ISA_AVX2 ? tern_add__avx2 : tern_add_ref; }
+
+void tern_max_ref(uint8_t *d, const uint8_t *s, size_t n, int is_signed) {
+    if (is_signed)
+        for (size_t i = 0; i < n; i++) d[i] = (int8_t)s[i] > (int8_t)d[i] ? s[i] : d[i];
+    else
+        for (size_t i = 0; i < n; i++) d[i] = s[i] > d[i] ? s[i] : d[i];
+}
+
+tern_max_fn tern_max_select(enum tern_isa isa) { return isa >= TERN_ISA_AVX2 ? tern_max__avx2 : tern_max_ref; }

@@ -1,4 +1,4 @@
-/* AVX2 residual add: 32 elements per step in four int32 vectors, packed back with saturation,
+/* AVX2 running max (max pooling) and residual add. Add: 32 elements per step in four int32 vectors, packed back with saturation,
  * then clamped to qmin..qmax; bit-exact with tern_add_ref. */
 #include "kernels/kernels.h"
 #include <immintrin.h>
@@ -33,4 +33,30 @@ void tern_add__avx2(const uint8_t *a, int a_signed, const uint8_t *b, int b_sign
         _mm256_storeu_si256((__m256i *)(y + i), v);
     }
     if (i < n) tern_add_ref(a + i, a_signed, b + i, b_signed, y + i, n - i, la, lb, rs, qmin, qmax);
+}
+
+void tern_max__avx2(uint8_t *d, const uint8_t *s, size_t n, int is_signed) {
+    size_t i = 0;
+    if (is_signed)
+        for (; i + 32 <= n; i += 32)
+            _mm256_storeu_si256((__m256i *)(d + i), _mm256_max_epi8(_mm256_loadu_si256((const __m256i *)(d + i)), _mm256_loadu_si256((const __m256i *)(s + i))));
+    else
+        for (; i + 32 <= n; i += 32)
+            _mm256_storeu_si256((__m256i *)(d + i), _mm256_max_epu8(_mm256_loadu_si256((const __m256i *)(d + i)), _mm256_loadu_si256((const __m256i *)(s + i))));
+    if (i < n) tern_max_ref(d + i, s + i, n - i, is_signed);
+}
+
+void tern_maxpool2x2__avx2(const uint8_t *x, int W, int C, uint8_t *y, int OH, int OW, int is_signed) {
+    for (int oy = 0; oy < OH; oy++) {
+        const uint8_t *r0 = x + (size_t)(2 * oy) * W * C, *r1 = r0 + (size_t)W * C;
+        uint8_t *d = y + (size_t)oy * OW * C;
+        for (int ox = 0; ox < OW; ox++)
+            for (int c = 0; c < C; c += 16) {
+                size_t o0 = (size_t)(2 * ox) * C + c, o1 = o0 + (size_t)C;
+                __m128i a = _mm_loadu_si128((const __m128i *)(r0 + o0)), b = _mm_loadu_si128((const __m128i *)(r0 + o1));
+                __m128i e = _mm_loadu_si128((const __m128i *)(r1 + o0)), f = _mm_loadu_si128((const __m128i *)(r1 + o1));
+                __m128i m = is_signed ? _mm_max_epi8(_mm_max_epi8(a, b), _mm_max_epi8(e, f)) : _mm_max_epu8(_mm_max_epu8(a, b), _mm_max_epu8(e, f));
+                _mm_storeu_si128((__m128i *)(d + (size_t)ox * C + c), m);
+            }
+    }
 }

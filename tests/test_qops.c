@@ -1,5 +1,6 @@
-/* Residual add kernel: the reference against an independent int64 evaluation of the formula in
- * kernels.h, and the AVX2 kernel bit for bit against the reference. */
+/* Small integer ops: residual add (reference against an independent int64 evaluation of the
+ * formula in kernels.h, AVX2 bit for bit against the reference) and max pooling (AVX2 running
+ * max and 2x2 pool against direct scalar maxima). */
 #include "check.h"
 #include "kernels/kernels.h"
 
@@ -47,7 +48,38 @@ static void test_avx2_exact(void) {
     sweep(tern_add__avx2, 0);
 }
 
+static void test_max_and_pool(void) {
+    if (tern_cpu_isa() < TERN_ISA_AVX2) SKIP("CPU has no AVX2");
+    uint8_t x[6 * 10 * 48], y[3 * 5 * 48], d1[200], d2[200], s[200];
+    for (int iter = 0; iter < 400; iter++) {
+        int sg = iter & 1, n = 1 + (int)(rnd() % 199);
+        for (int i = 0; i < n; i++) { d1[i] = d2[i] = (uint8_t)rnd(); s[i] = (uint8_t)rnd(); }
+        tern_max__avx2(d1, s, (size_t)n, sg);
+        for (int i = 0; i < n; i++) {
+            int a = sg ? (int8_t)d2[i] : d2[i], b = sg ? (int8_t)s[i] : s[i];
+            uint8_t want = (uint8_t)(a > b ? a : b);
+            if (d1[i] != want) { CHECK(0, "running max iter %d i %d", iter, i); return; }
+        }
+        int C = 16 * (1 + (int)(rnd() % 3)), H = 2 + (int)(rnd() % 5), W = 2 + (int)(rnd() % 9), OH = H / 2, OW = W / 2;
+        for (int i = 0; i < H * W * C; i++) x[i] = (uint8_t)rnd();
+        tern_maxpool2x2__avx2(x, W, C, y, OH, OW, sg);
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++)
+                for (int c = 0; c < C; c++) {
+                    int m = -1000;
+                    for (int dy = 0; dy < 2; dy++)
+                        for (int dx = 0; dx < 2; dx++) {
+                            uint8_t v = x[((2 * oy + dy) * W + 2 * ox + dx) * C + c];
+                            int iv = sg ? (int8_t)v : v;
+                            m = iv > m ? iv : m;
+                        }
+                    if (y[(oy * OW + ox) * C + c] != (uint8_t)m) { CHECK(0, "pool iter %d (%d,%d,%d)", iter, oy, ox, c); return; }
+                }
+    }
+}
+
 int main(void) {
+    RUN(test_max_and_pool);
     RUN(test_ref_formula);
     RUN(test_avx2_exact);
     return check_summary();
