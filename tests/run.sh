@@ -12,8 +12,10 @@ for t in "$BUILD"/tests/test_* tests/t_*.sh; do
     # quick mode (sanitizer builds): unit tests and the bad-input script only
     if [ -n "${TERN_QUICK:-}" ] && [ "${t%.sh}" != "$t" ] && [ "$name" != t_bad_input.sh ]; then continue; fi
     echo "== $name"
+    t0=$(date +%s)
     if [ "${t%.sh}" != "$t" ]; then out=$(BUILD=$BUILD bash "$t" 2>&1); rc=$?; else out=$("$t" 2>&1); rc=$?; fi
     echo "$out" | grep -v '^ok ' | sed 's/^/   /'
+    echo "   ($(( $(date +%s) - t0 )) s)"
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
     if [ -n "$line" ]; then
         p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
