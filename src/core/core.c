@@ -1,6 +1,7 @@
 /* Status strings, thread-local error messages, allocation and file helpers. */
 #include "core/core.h"
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -74,6 +75,9 @@ char *tern_strdup(const char *s) {
 enum tern_status tern_read_file(const char *path, uint8_t **data, size_t *len) {
     *data = NULL;
     *len = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return tern_errorf(TERN_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return tern_errorf(TERN_STATUS_IO, "%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return tern_errorf(TERN_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fseek(f, 0, SEEK_END) != 0) {

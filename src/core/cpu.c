@@ -26,18 +26,18 @@ enum tern_isa tern_cpu_isa(void) {
     return (enum tern_isa)isa;
 }
 
+/* An unusable TERN_ISA is reported once on stderr and ignored (library code never exits). */
 enum tern_isa tern_active_isa(void) {
+    static int warned;
     enum tern_isa cpu = tern_cpu_isa();
     const char *e = getenv("TERN_ISA");
     if (!e || !*e) return cpu;
     for (int i = TERN_ISA_REF; i <= TERN_ISA_AVX512VNNI; i++)
         if (strcmp(e, tern_isa_name((enum tern_isa)i)) == 0) {
-            if (i > (int)cpu) {
-                fprintf(stderr, "tern: TERN_ISA=%s but this CPU only supports %s\n", e, tern_isa_name(cpu));
-                exit(2);
-            }
-            return (enum tern_isa)i;
+            if (i <= (int)cpu) return (enum tern_isa)i;
+            if (!warned++) fprintf(stderr, "tern: TERN_ISA=%s but this CPU only supports %s; using %s\n", e, tern_isa_name(cpu), tern_isa_name(cpu));
+            return cpu;
         }
-    fprintf(stderr, "tern: TERN_ISA=%s is not one of ref, avx2, avx512vnni\n", e);
-    exit(2);
+    if (!warned++) fprintf(stderr, "tern: TERN_ISA=%s is not one of ref, avx2, avx512vnni; using %s\n", e, tern_isa_name(cpu));
+    return cpu;
 }
