@@ -49,5 +49,24 @@ expect_fail "odd-sized CIFAR file" "short.bin" $TERN eval "$R20" --data "$T/shor
 head -c 9000 "$D/imagenet_sample/n01440764_tench.JPEG" > "$T/broken.jpg"
 expect_fail "corrupt image" "broken.jpg" $TERN run "$D/models/imagenet/tiny_darknet.onnx" "$T/broken.jpg"
 expect_fail "image of the wrong size" "takes 224x224" $TERN run "$D/models/imagenet/tiny_darknet.onnx" "$D/imagenet_sample/n01440764_tench.JPEG" --resize 100 --crop 100
+# corrupt .tern files and wrong-sized images through run, eval and bench of the integer engine
+if $TERN quantize "$R20" -o "$T/good.tern" --calib "$D/cifar10/data_batch_1.bin" --calib-count 32 --preset cifar --quiet > /dev/null 2>&1; then
+    sz=$(stat -c %s "$T/good.tern")
+    head -c $((sz / 2)) "$T/good.tern" > "$T/half.tern"
+    cp "$T/good.tern" "$T/flip.tern"; printf '\x5a' | dd of="$T/flip.tern" bs=1 seek=$((sz / 3)) conv=notrunc 2>/dev/null
+    IMG=$D/imagenet_sample/n01440764_tench.JPEG
+    for f in half flip; do
+        expect_fail "run: corrupt .tern ($f)" "$f.tern" $TERN run "$T/$f.tern" "$IMG"
+        expect_fail "eval: corrupt .tern ($f)" "$f.tern" $TERN eval "$T/$f.tern" --data "$D/cifar10/test_batch.bin"
+        expect_fail "bench: corrupt .tern ($f)" "$f.tern" $TERN bench "$T/$f.tern"
+    done
+    expect_fail "run: wrong image size for a .tern" "takes 32x32" $TERN run "$T/good.tern" "$IMG" --resize 40 --crop 40
+    expect_fail "eval: wrong image size for a .tern" "the model takes" $TERN eval "$T/good.tern" --data "$D/imagenet_sample" --resize 40 --crop 40
+    expect_fail "bench: wrong image size for a .tern" "the model takes" $TERN bench "$T/good.tern" --data "$D/imagenet_sample" --resize 40 --crop 40
+    $TERN quantize "$R20" -o "$T/sub/none.tern" --calib "$D/cifar10/data_batch_1.bin" --calib-count 8 --preset cifar --quiet > /dev/null 2>&1
+    [ $? -eq 1 ] && [ ! -e "$T/sub/none.tern" ] && { pass=$((pass+1)); echo "ok   quantize into a missing folder fails, no file left"; } || { fail=$((fail+1)); echo "FAIL quantize into a missing folder"; }
+else
+    fail=$((fail+1)); echo "FAIL could not quantize resnet20 for the .tern cases"
+fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
