@@ -16,6 +16,12 @@ static const char *help =
     "  --calib-rule R        mse (default) or maxabs\n"
     "  --layer KEY=SPEC      per-layer override; KEY = name or weight-layer index, SPEC = t[:N], 4[:N], 8\n"
     "  --all-layers          quantize the first and last layers by --weights too (default: keep them 8-bit)\n"
+    "  --bias-corr           bias correction: per output channel, remove the mean output shift of quantization\n"
+    "  --opt-scales          refit cluster scales by least squares on calibration activations\n"
+    "  --opt-round           choose ternary/n-bit codes by coordinate descent on the layer output error\n"
+    "  --ptq                 all three (--bias-corr --opt-scales --opt-round)\n"
+    "  --opt-images K        calibration images used by the three above (default 64)\n"
+    "  --verbose             per-layer progress of the above\n"
     "  --json                report as JSON\n";
 
 int cmd_quantize(int argc, char **argv) {
@@ -64,6 +70,14 @@ int cmd_quantize(int argc, char **argv) {
             if (!tern_parse_wspec(eq + 1, &r->wtype, &r->cluster)) { fprintf(stderr, "tern quantize: bad layer spec '%s'\n", eq + 1); return 2; }
             q.nrules++;
         } else if (!strcmp(a, "--all-layers")) q.keep_ends_8bit = 0;
+        else if (!strcmp(a, "--bias-corr")) q.bias_corr = 1;
+        else if (!strcmp(a, "--opt-scales")) q.opt_scales = 1;
+        else if (!strcmp(a, "--opt-round")) q.opt_round = 1;
+        else if (!strcmp(a, "--ptq")) q.bias_corr = q.opt_scales = q.opt_round = 1;
+        else if (!strcmp(a, "--verbose")) q.verbose = 1;
+        else if (!strcmp(a, "--opt-images")) {
+            if (!v || (q.opt_images = atoi(argv[++i])) < 1) { fprintf(stderr, "tern quantize: bad --opt-images\n"); return 2; }
+        }
         else {
             int r = cli_parse_common(&o, argc, argv, &i);
             if (r < 0) return 2;

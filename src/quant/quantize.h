@@ -29,6 +29,15 @@ typedef struct tern_qopts {
     int bgr, resize_short, crop;/* preprocessing, recorded as metadata */
     int threads;
     int verbose;
+    /* Post-training accuracy improvements (all off by default; see optimize() in quantize.c).
+     * They run layer by layer in graph order on opt_images calibration images; each layer's
+     * input comes from the network whose earlier layers are already quantized (FP32 simulation),
+     * its target is the FP32 network's own pre-activation output. */
+    int bias_corr;              /* per output channel bias = E[y_fp] - E[wq . x_q] */
+    int opt_scales;             /* least-squares refit of each cluster's scale for its codes */
+    int opt_round;              /* coordinate-descent choice of codes (-1/0/+1, or +-1 steps) */
+    int opt_images;             /* images used by the above (default 64; capped by ncalib) */
+    float opt_damp;             /* ridge term, relative to the mean input power (default 1e-3) */
 } tern_qopts;
 
 void tern_qopts_init(tern_qopts *o);
