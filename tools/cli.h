@@ -56,10 +56,12 @@ struct tern_graph;
 const struct tern_graph *cli_model_graph(const cli_model *m);   /* FP32 models only */
 struct tern_qmodel;
 void cli_report_qmodel(const struct tern_qmodel *m, const char *tern_path, const char *onnx_path, int json);
+double cli_qmodel_mult_replaced(const struct tern_qmodel *m);   /* MAC-weighted fraction, method.md */
 
 int cmd_info(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 #endif

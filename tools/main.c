@@ -11,6 +11,7 @@ static const struct {
     {"run", cmd_run, "classify images (top-5 with class names)"},
     {"eval", cmd_eval, "top-1/top-5 accuracy and speed over a labelled dataset"},
     {"quantize", cmd_quantize, "convert an FP32 ONNX model to a ternary/8-bit .tern model"},
+    {"sweep", cmd_sweep, "accuracy vs cluster size / weight type grid (Markdown, CSV, JSON, SVG; resumable)"},
     {"bench", cmd_bench, "per-layer time, latency (batch 1) and throughput (batch 64)"},
 };
 

@@ -21,6 +21,16 @@ static double replaced_macs(const tern_qlayer *L) {
     return (double)L->macs * (1.0 - (double)tern_qconv_nclusters(c) / k);
 }
 
+double cli_qmodel_mult_replaced(const tern_qmodel *m) {
+    double tot = 0, rep = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].op == TERN_QOP_CONV) {
+            tot += (double)m->layers[i].macs;
+            rep += replaced_macs(&m->layers[i]);
+        }
+    return tot > 0 ? rep / tot : 0;
+}
+
 static long long file_size(const char *p) {
     struct stat s;
     return p && stat(p, &s) == 0 ? (long long)s.st_size : -1;
