@@ -486,7 +486,7 @@ def main(argv):
             a1, a5 = accuracy(model, x, y, b, torch, imagenet)
             # Sanity: FP32 must be near the README accuracy; int8 must still classify.
             floor = (0.55 if imagenet else 0.75) if peer == "torch-fp32" else (0.40 if imagenet else 0.60)
-            if len(x) >= 200 and a1 < floor:
+            if len(x) >= 50 and a1 < floor:  # fixed images: deterministic, no flakiness
                 print("FAIL: %s %s top-1 %.4f on %d images is below %.2f" % (peer, o["name"], a1, len(x), floor))
                 fails += 1
             xs = timing_batches(x, b, torch)
