@@ -2,6 +2,8 @@
 #include "cli.h"
 #include <string.h>
 
+int cmd_finetune(int argc, char **argv); /* tools/cmd_finetune.c */
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
@@ -11,6 +13,7 @@ static const struct {
     {"run", cmd_run, "classify images (top-5 with class names)"},
     {"eval", cmd_eval, "top-1/top-5 accuracy and speed over a labelled dataset"},
     {"quantize", cmd_quantize, "convert an FP32 ONNX model to a ternary/8-bit .tern model"},
+    {"finetune", cmd_finetune, "retrain at low precision (quantized weights, 8-bit activations) -> .tern"},
     {"sweep", cmd_sweep, "accuracy vs cluster size / weight type grid (Markdown, CSV, JSON, SVG; resumable)"},
     {"bench", cmd_bench, "per-layer time, latency (batch 1) and throughput (batch 64)"},
 };

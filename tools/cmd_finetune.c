@@ -1,0 +1,261 @@
+/* tern finetune MODEL.onnx --train DATA -o OUT.tern: low-precision fine-tuning (method.md, last
+ * section). Quantizes the model post-training (the "before" figure), then retrains the FP32
+ * shadow weights with quantized weights and 8-bit activations in the forward pass, and writes
+ * the result through the ordinary quantizer: OUT.tern is a plain .tern file. */
+#include "cli.h"
+#include "exec/fp32.h"
+#include "exec/qexec.h"
+#include "quant/quantize.h"
+#include "train/ops.h"
+#include "train/train.h"
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *help =
+    "usage: tern finetune MODEL.onnx --train DATA -o OUT.tern [options]\n"
+    "  -o FILE               output .tern file (an ordinary one: tern eval/run/bench read it)\n"
+    "  --train DATA          training images (CIFAR .bin); calibration uses them too\n"
+    "  --train-count K       use the first K training images (default all)\n"
+    "  --val DATA            held-out images: integer-engine top-1 before and after every epoch\n"
+    "  --val-count K         held-out images, spread over DATA (default 1000)\n"
+    "  --weights t|4|8[:N]   weight type of the body layers (default t: ternary)\n"
+    "  --cluster N|all       input channels per scale cluster (default 4)\n"
+    "  --ternary-rule R      exact (default) or twn\n"
+    "  --calib-rule R        mse (default) or maxabs\n"
+    "  --calib-count K       calibration images spread over the training set (default 500)\n"
+    "  --epochs E            epochs (default 3)\n"
+    "  --batch B             mini-batch (default 64)\n"
+    "  --lr LR               initial learning rate (default 0.01)\n"
+    "  --schedule S          cosine (default: lr * (1 + cos(pi t/T)) / 2 per step) or step (x0.1 at 50% and 75%)\n"
+    "  --momentum M          SGD momentum (default 0.9)\n"
+    "  --wd W                weight decay (default 1e-4)\n"
+    "  --no-augment          no random crop/flip\n"
+    "  --no-correct          skip the statistics correction before training (per-channel mean/variance\n"
+    "                        of the quantized network matched to FP32's on 256 calibration images)\n"
+    "  --fp32-acts, --fp32-weights  train without quantizing activations / weights (ablations)\n"
+    "  --seed S              PRNG seed (default 1): same seed, data, options and threads -> same file\n"
+    "  --save-onnx FILE      also write the fine-tuned FP32 (shadow) weights into a copy of MODEL.onnx\n";
+
+static int read_set(const char *path, int count, int offset, int spread, uint8_t **px, int **lab, int *n, int *c, int *h, int *w) {
+    tern_dataset *ds = NULL;
+    if (tern_dataset_open(path, NULL, NULL, &ds)) return 0;
+    tern_dataset_dims(ds, c, h, w);
+    int total = tern_dataset_count(ds), *idx = NULL;
+    if (spread) idx = cli_subset(total, &count, offset);
+    else if (count <= 0 || count > total) count = total;
+    size_t per = (size_t)*c * *h * *w;
+    *px = tern_malloc(per * (size_t)count);
+    *lab = tern_malloc(sizeof(int) * (size_t)count);
+    int ok = *px && *lab && (!spread || idx);
+    for (int i = 0; ok && i < count; i++)
+        if (tern_dataset_read(ds, idx ? idx[i] : i, *px + per * (size_t)i, &(*lab)[i])) ok = 0;
+    free(idx);
+    tern_dataset_free(ds);
+    *n = count;
+    return ok;
+}
+
+/* Integer-engine top-1 (%) of m on n images. */
+static double int_top1(const tern_qmodel *m, const uint8_t *px, const int *lab, int n, int threads) {
+    if (n <= 0) return -1;
+    tern_qexec *e = NULL;
+    int B = 100, hit = 0;
+    if (tern_qexec_new(m, B, threads, tern_active_isa(), &e)) return -1;
+    size_t per = (size_t)m->in_c * m->in_h * m->in_w;
+    for (int s = 0; s < n; s += B) {
+        int b = n - s < B ? n - s : B;
+        const int32_t *lg;
+        if (tern_qexec_run(e, px + per * (size_t)s, b, &lg)) { tern_qexec_free(e); return -1; }
+        for (int j = 0; j < b; j++) {
+            int am = 0;
+            for (int k = 1; k < m->nclasses; k++)
+                if (lg[(size_t)j * m->nclasses + k] > lg[(size_t)j * m->nclasses + am]) am = k;
+            hit += am == lab[s + j];
+        }
+    }
+    tern_qexec_free(e);
+    return 100.0 * hit / n;
+}
+
+int cmd_finetune(int argc, char **argv) {
+    cli_opts o;
+    cli_opts_init(&o);
+    tern_qopts q;
+    tern_qopts_init(&q);
+    tern_train_opts to;
+    tern_train_opts_init(&to);
+    const char *path = NULL, *train = NULL, *val = NULL, *save_onnx = NULL;
+    int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 64, augment = 1, step_sched = 0, correct = 1;
+    double lr0 = 0.01;
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help")) { printf("%s%s", help, cli_common_help()); return 0; }
+        static const char *need[] = {"-o", "--train", "--train-count", "--val", "--val-count", "--weights", "--cluster", "--ternary-rule", "--calib-rule",
+                                     "--calib-count", "--epochs", "--batch", "--lr", "--schedule", "--momentum", "--wd", "--seed", "--save-onnx"};
+        int nv = 0;
+        for (size_t k = 0; k < sizeof need / sizeof need[0]; k++) nv |= !strcmp(a, need[k]);
+        if (nv && !v) { fprintf(stderr, "tern finetune: %s needs a value\n", a); return 2; }
+        if (nv) i++;
+#define BADV() do { fprintf(stderr, "tern finetune: bad value for %s: '%s'\n", a, v); return 2; } while (0)
+        if (!strcmp(a, "-o")) o.out = v;
+        else if (!strcmp(a, "--train")) train = v;
+        else if (!strcmp(a, "--val")) val = v;
+        else if (!strcmp(a, "--save-onnx")) save_onnx = v;
+        else if (!strcmp(a, "--train-count")) { if ((train_count = atoi(v)) < 1) BADV(); }
+        else if (!strcmp(a, "--val-count")) { if ((val_count = atoi(v)) < 1) BADV(); }
+        else if (!strcmp(a, "--calib-count")) { if ((calib_count = atoi(v)) < 1) BADV(); }
+        else if (!strcmp(a, "--epochs")) { if ((epochs = atoi(v)) < 0) BADV(); }
+        else if (!strcmp(a, "--batch")) { if ((batch = atoi(v)) < 1 || batch > 4096) BADV(); }
+        else if (!strcmp(a, "--lr")) { if (!((lr0 = atof(v)) >= 0)) BADV(); }
+        else if (!strcmp(a, "--momentum")) { if (!((to.momentum = (float)atof(v)) >= 0)) BADV(); }
+        else if (!strcmp(a, "--wd")) { if (!((to.wd = (float)atof(v)) >= 0)) BADV(); }
+        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--schedule")) { if (!strcmp(v, "cosine")) step_sched = 0; else if (!strcmp(v, "step")) step_sched = 1; else BADV(); }
+        else if (!strcmp(a, "--weights")) { if (!tern_parse_wspec(v, &q.wtype, &q.cluster)) BADV(); }
+        else if (!strcmp(a, "--cluster")) { if (!strcmp(v, "all")) q.cluster = 0; else if ((q.cluster = atoi(v)) < 1) BADV(); }
+        else if (!strcmp(a, "--ternary-rule")) { if (!strcmp(v, "exact")) q.trule = TERN_TRULE_EXACT; else if (!strcmp(v, "twn")) q.trule = TERN_TRULE_TWN; else BADV(); }
+        else if (!strcmp(a, "--calib-rule")) { if (!strcmp(v, "mse")) q.calib_rule = TERN_CALIB_MSE; else if (!strcmp(v, "maxabs")) q.calib_rule = TERN_CALIB_MAXABS; else BADV(); }
+        else if (!strcmp(a, "--no-augment")) augment = 0;
+        else if (!strcmp(a, "--no-correct")) correct = 0;
+        else if (!strcmp(a, "--fp32-acts")) to.quant_acts = 0;
+        else if (!strcmp(a, "--fp32-weights")) to.quant_weights = 0;
+        else {
+            int r = cli_parse_common(&o, argc, argv, &i);
+            if (r < 0) return 2;
+            if (r) continue;
+            if (a[0] == '-' || path) { fprintf(stderr, "tern finetune: unexpected argument '%s'\n", a); return 2; }
+            path = a;
+        }
+#undef BADV
+    }
+    if (!path || !o.out || !train) { fprintf(stderr, "%s", help); return 2; }
+    if (!cli_apply_preset(&o)) return 2;
+    memcpy(q.mean, o.mean, sizeof q.mean);
+    memcpy(q.std, o.std, sizeof q.std);
+    q.threads = o.threads;
+    to.wtype = q.wtype;
+    to.cluster = q.cluster;
+    to.trule = q.trule;
+    to.keep_ends_8bit = q.keep_ends_8bit;
+    to.depthwise_8bit = q.depthwise_8bit;
+    memcpy(to.mean, o.mean, sizeof to.mean);
+    memcpy(to.std, o.std, sizeof to.std);
+
+    int rc = 1, ntr = 0, nval = 0, ncal = calib_count, C, H, W, c2, h2, w2;
+    tern_graph *g = NULL;
+    tern_trainer *t = NULL;
+    tern_qmodel *qm = NULL;
+    tern_pool *pool = NULL;
+    uint8_t *trpx = NULL, *valpx = NULL, *calpx = NULL;
+    int *trlab = NULL, *vallab = NULL, *order = NULL, *blab = NULL, *cidx = NULL;
+    float *bx = NULL;
+    if (tern_onnx_import(path, &g)) { rc = cli_fail("finetune"); goto done; }
+    if (!read_set(train, train_count, 0, 0, &trpx, &trlab, &ntr, &C, &H, &W)) { rc = cli_fail("finetune: training data"); goto done; }
+    if (val && !read_set(val, val_count, 0, 1, &valpx, &vallab, &nval, &c2, &h2, &w2)) { rc = cli_fail("finetune: held-out data"); goto done; }
+    const tern_value *gin = &g->values[g->input];
+    if (gin->ndim != 4 || gin->dims[1] != C || gin->dims[2] != H || gin->dims[3] != W || (val && (c2 != C || h2 != H || w2 != W))) {
+        fprintf(stderr, "tern finetune: the images (%dx%dx%d) do not match the model's input\n", C, H, W);
+        goto done;
+    }
+    size_t per = (size_t)C * H * W;
+    cidx = cli_subset(ntr, &ncal, 0);
+    calpx = tern_malloc(per * (size_t)(ncal > 0 ? ncal : 1));
+    order = tern_malloc(sizeof(int) * (size_t)ntr);
+    blab = tern_malloc(sizeof(int) * (size_t)batch);
+    bx = tern_malloc(sizeof(float) * per * (size_t)batch);
+    if (!cidx || !calpx || !order || !blab || !bx) { rc = cli_fail("finetune"); goto done; }
+    for (int i = 0; i < ncal; i++) memcpy(calpx + per * (size_t)i, trpx + per * (size_t)cidx[i], per);
+
+    tern_fp32_set_threads(o.threads);
+    pool = tern_pool_create(o.threads);
+    tt_set_pool(pool);
+    double t0 = tern_now();
+    if (tern_quantize(g, &q, calpx, ncal, &qm)) { rc = cli_fail("finetune: post-training quantization"); goto done; }
+    double before = val ? int_top1(qm, valpx, vallab, nval, o.threads) : -1;
+    fprintf(stderr, "post-training quantization (%d calibration images): %.1f s", ncal, tern_now() - t0);
+    if (val) fprintf(stderr, ", held-out top-1 %.2f %% (%d images of %s, integer engine)", before, nval, val);
+    fprintf(stderr, "\n");
+    uint64_t rng = seed;
+    if (tern_trainer_new(g, &to, batch, &t)) { rc = cli_fail("finetune"); goto done; }
+    if (tern_trainer_set_exponents(t, qm)) { rc = cli_fail("finetune"); goto done; }
+    if (correct) {
+        int nc = ncal < 256 ? ncal : 256;
+        float *cx = tern_malloc(sizeof(float) * per * (size_t)nc);
+        double tc = tern_now();
+        if (!cx) { rc = cli_fail("finetune"); goto done; }
+        for (int i = 0; i < nc; i++) tern_augment(calpx + per * (size_t)i, C, H, W, 0, 0, &rng, o.mean, o.std, cx + per * (size_t)i);
+        enum tern_status cst = tern_trainer_correct_stats(t, cx, nc);
+        free(cx);
+        tern_qmodel_free(qm);
+        qm = NULL;
+        if (cst || tern_trainer_write_back(t, 1) || tern_quantize(g, &q, calpx, ncal, &qm) || tern_trainer_set_exponents(t, qm)) { rc = cli_fail("finetune"); goto done; }
+        fprintf(stderr, "statistics correction (%d images): %.1f s", nc, tern_now() - tc);
+        if (val) fprintf(stderr, ", held-out top-1 %.2f %% (integer engine)", int_top1(qm, valpx, vallab, nval, o.threads));
+        fprintf(stderr, "\n");
+    }
+
+    int steps_per = ntr / batch, total = steps_per * epochs, step = 0;
+    if (steps_per < 1 && epochs > 0) { fprintf(stderr, "tern finetune: fewer training images than one batch\n"); goto done; }
+    for (int i = 0; i < ntr; i++) order[i] = i;
+    int tty = isatty(2) && !o.quiet;
+    for (int ep = 0; ep < epochs; ep++) {
+        for (int i = ntr - 1; i > 0; i--) {
+            int j = (int)tern_rng_below(&rng, (uint32_t)(i + 1)), tmp = order[i];
+            order[i] = order[j];
+            order[j] = tmp;
+        }
+        double te = tern_now(), lsum = 0;
+        int seen = 0, hits = 0;
+        for (int s = 0; s < steps_per; s++, step++) {
+            for (int j = 0; j < batch; j++) {
+                int k = order[s * batch + j];
+                blab[j] = trlab[k];
+                tern_augment(trpx + per * (size_t)k, C, H, W, augment ? 4 : 0, augment, &rng, o.mean, o.std, bx + per * (size_t)j);
+            }
+            double lr;
+            if (step_sched) lr = lr0 * (step >= total * 3 / 4 ? 0.01 : step >= total / 2 ? 0.1 : 1.0);
+            else lr = lr0 * 0.5 * (1.0 + cos(M_PI * step / total));
+            double loss;
+            int hit;
+            if (tern_trainer_step(t, bx, blab, batch, (float)lr, &loss, &hit)) { rc = cli_fail("finetune"); goto done; }
+            lsum += loss * batch;
+            hits += hit;
+            seen += batch;
+            double el = tern_now() - te;
+            int last = s == steps_per - 1;
+            if ((tty && !o.quiet) || (!o.quiet && (last || (s + 1) % (steps_per / 10 > 0 ? steps_per / 10 : 1) == 0))) {
+                int width = 24, fill = (int)((int64_t)(s + 1) * width / steps_per);
+                fprintf(stderr, "%sepoch %d/%d [%.*s%*s] %d/%d loss %.4f acc %.2f %% lr %.5f %.1f img/s%s", tty ? "\r" : "", ep + 1, epochs, fill,
+                        "========================", width - fill, "", seen, steps_per * batch, lsum / seen, 100.0 * hits / seen, lr, seen / el,
+                        tty && !last ? "" : "\n");
+                fflush(stderr);
+            }
+        }
+        double train_s = tern_now() - te;
+        /* the integer model of this epoch: quantized weights through the ordinary quantizer
+         * (recalibrated on them); its exponents drive the next epoch's fake quantisation */
+        tern_qmodel_free(qm);
+        qm = NULL;
+        if (tern_trainer_write_back(t, 1) || tern_quantize(g, &q, calpx, ncal, &qm) || tern_trainer_set_exponents(t, qm)) { rc = cli_fail("finetune"); goto done; }
+        fprintf(stderr, "epoch %d/%d: train loss %.4f, train top-1 %.2f %% (quantized forward), %.2f min", ep + 1, epochs, lsum / seen, 100.0 * hits / seen, train_s / 60);
+        if (val) fprintf(stderr, ", held-out top-1 %.2f %% (integer engine)", int_top1(qm, valpx, vallab, nval, o.threads));
+        fprintf(stderr, "\n");
+    }
+    if (tern_qmodel_save(qm, o.out)) { rc = cli_fail("finetune"); goto done; }
+    fprintf(stderr, "wrote %s (%.1f min in all)\n", o.out, (tern_now() - t0) / 60);
+    if (save_onnx) {
+        fprintf(stderr, "tern finetune: --save-onnx is not implemented yet\n");
+        goto done;
+    }
+    rc = 0;
+done:
+    tt_set_pool(NULL);
+    tern_pool_free(pool);
+    tern_trainer_free(t);
+    tern_qmodel_free(qm);
+    tern_graph_free(g);
+    free(trpx); free(trlab); free(valpx); free(vallab); free(calpx); free(cidx); free(order); free(blab); free(bx);
+    return rc;
+}
