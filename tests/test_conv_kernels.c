@@ -183,8 +183,9 @@ static void case_make(conv_case *cc, const case_opts *op) {
 }
 
 /* Run kernel k over the whole batch, each image in randomly split row ranges, into y
- * ([batch][oh][ow][cout]); guards around scratch and output catch writes out of bounds. */
-static int run_kernel(const tern_conv_kernel *k, const conv_case *cc, uint8_t *y, int split) {
+ * ([batch][oh][ow][cout]); guards around scratch and output catch writes out of bounds. With
+ * add (its r: the whole batch's residual), run_add instead. */
+static int run_kernel_add(const tern_conv_kernel *k, const conv_case *cc, uint8_t *y, int split, const tern_qadd *add) {
     const tern_qconv *c = &cc->c;
     const int oh = tern_qconv_out_h(c, cc->h), ow = tern_qconv_out_w(c, cc->w);
     const size_t ysz = (size_t)oh * ow * c->cout, xsz = (size_t)cc->h * cc->w * c->cin;
@@ -202,11 +203,21 @@ static int run_kernel(const tern_conv_kernel *k, const conv_case *cc, uint8_t *y
         uint8_t *yb = malloc(ysz + 16);
         memset(yb, 0xA5, ysz + 16);
         int oy = 0;
+        uint8_t *rb = NULL;
+        tern_qadd ab;
+        if (add) {   /* the image's residual, also with exact bounds */
+            ab = *add;
+            rb = malloc(ysz ? ysz : 1);
+            memcpy(rb, add->r + b * ysz, ysz);
+            ab.r = rb;
+        }
         while (oy < oh) {
             const int n = split ? rnd_in(1, oh - oy) : oh - oy;
-            k->run(c, packed, xb, cc->h, cc->w, yb, oy, oy + n, scratch);
+            if (add) k->run_add(c, packed, xb, cc->h, cc->w, yb, oy, oy + n, scratch, &ab);
+            else k->run(c, packed, xb, cc->h, cc->w, yb, oy, oy + n, scratch);
             oy += n;
         }
+        free(rb);
         for (int i = 0; i < 16; i++) bad |= yb[ysz + i] != 0xA5;
         memcpy(y + b * ysz, yb, ysz);
         free(yb);
@@ -216,6 +227,10 @@ static int run_kernel(const tern_conv_kernel *k, const conv_case *cc, uint8_t *y
     free(packed);
     free(scratch);
     return bad;
+}
+
+static int run_kernel(const tern_conv_kernel *k, const conv_case *cc, uint8_t *y, int split) {
+    return run_kernel_add(k, cc, y, split, NULL);
 }
 
 static int n_cases, n_fast;
@@ -252,6 +267,65 @@ static int compare_case(const conv_case *cc, enum tern_isa isa) {
         }
     free(yr);
     free(yk);
+    return bad || nbad;
+}
+
+/* tern_add's formula, written independently (int64, multiplications for the shifts) */
+static int add_expect(int a, int b, int la, int lb, int rs, int qmin, int qmax) {
+    int64_t s = (int64_t)a * ((int64_t)1 << la) + (int64_t)b * ((int64_t)1 << lb);
+    if (rs > 0) s = floordiv(s + ((int64_t)1 << (rs - 1)), (int64_t)1 << rs);
+    return (int)(s < qmin ? qmin : s > qmax ? qmax : s);
+}
+
+static size_t n_add_out, n_add_clamped;
+
+/* run_add of the kernel selected at isa (and of the reference) against the reference conv
+ * followed by the add formula, for random residuals and add parameters: small shifts (the
+ * kernels' s16 path) and large ones (beyond it). Returns 0 if bit-exact. */
+static int compare_add_case(const conv_case *cc, enum tern_isa isa) {
+    const tern_qconv *c = &cc->c;
+    if (c->out_wide) return 0;
+    const int oh = tern_qconv_out_h(c, cc->h), ow = tern_qconv_out_w(c, cc->w);
+    const size_t ysz = (size_t)oh * ow * c->cout, n = cc->batch * ysz;
+    const tern_conv_kernel *k = tern_conv_kernel_select(c, isa);
+    if (!k->run_add || !tern_conv_ref.run_add) { CHECK(0, "%s has no run_add", k->name); return 1; }
+    uint8_t *yc = malloc(n + 1), *yr = malloc(n + 1), *yk = malloc(n + 1), *res = malloc(n + 1), *want = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) res[i] = (uint8_t)rnd(256);
+    tern_qadd a = {res, rnd(2), 0, 0, 0, 0, 255};
+    const int big = rnd(5) == 0;
+    a.lc = big ? rnd_in(0, 23) : rnd_in(0, 3);
+    a.lr = big ? rnd_in(0, 23) : rnd_in(0, 3);
+    a.rs = big ? rnd_in(0, 30) : rnd_in(0, 5);
+    /* the add is defined in int32: keep every sum and its rounding term inside it */
+    while (255.0 * ldexp(1, a.lc) + 255.0 * ldexp(1, a.lr) + (a.rs ? ldexp(1, a.rs - 1) : 0) >= 2147483648.0) {
+        if (a.rs > 24) a.rs--;
+        else if (a.lc >= a.lr) a.lc--;
+        else a.lr--;
+    }
+    switch (rnd(4)) {
+    case 0: a.qmin = 0; a.qmax = 255; break;
+    case 1: a.qmin = -128; a.qmax = 127; break;
+    case 2: a.qmin = rnd_in(0, 100); a.qmax = rnd_in(a.qmin, 255); break;
+    default: a.qmin = rnd_in(-128, 0); a.qmax = rnd_in(0, 127); break;
+    }
+    int bad = run_kernel(&tern_conv_ref, cc, yc, 0);
+    for (size_t i = 0; i < n; i++) {
+        const int cv = c->qmin < 0 ? (int8_t)yc[i] : yc[i], rv = a.r_signed ? (int8_t)res[i] : res[i];
+        want[i] = (uint8_t)add_expect(cv, rv, a.lc, a.lr, a.rs, a.qmin, a.qmax);
+        n_add_out++;
+        n_add_clamped += (a.qmin < 0 ? (int8_t)want[i] : want[i]) == a.qmin || (a.qmin < 0 ? (int8_t)want[i] : want[i]) == a.qmax;
+    }
+    bad |= run_kernel_add(&tern_conv_ref, cc, yr, 1, &a);
+    bad |= run_kernel_add(k, cc, yk, 1, &a);
+    CHECK(!bad, "run_add wrote out of bounds: %s", cc->desc);
+    int nbad = 0;
+    for (size_t i = 0; i < n && nbad < 3; i++)
+        if (yr[i] != want[i] || yk[i] != want[i]) {
+            nbad++;
+            CHECK(0, "%s run_add: %s add(lc %d lr %d rs %d r_signed %d q [%d,%d]) at %zu: want %d, ref %d, kernel %d", k->name,
+                  cc->desc, a.lc, a.lr, a.rs, a.r_signed, a.qmin, a.qmax, i, want[i], yr[i], yk[i]);
+        }
+    free(yc); free(yr); free(yk); free(res); free(want);
     return bad || nbad;
 }
 
@@ -432,9 +506,11 @@ static void sweep(enum tern_isa isa) {
                 conv_case cc;
                 case_make(&cc, &op);
                 failed += compare_case(&cc, isa) != 0;
+                failed += compare_add_case(&cc, isa) != 0;
                 case_free(&cc);
             }
-    fprintf(stderr, "  %d cases, %d on a fast kernel, %d failed\n", n_cases, n_fast, failed);
+    fprintf(stderr, "  %d cases, %d on a fast kernel, %d failed (each also with a fused add)\n", n_cases, n_fast, failed);
+    fprintf(stderr, "  fused add: %zu outputs, %.1f%% at a clamp\n", n_add_out, 100.0 * n_add_clamped / (n_add_out ? n_add_out : 1));
     fprintf(stderr, "  %zu outputs: %.1f%% at qmin, %.1f%% at qmax, %.1f%% between\n", n_out,
             100.0 * n_at_min / n_out, 100.0 * n_at_max / n_out, 100.0 * n_between / n_out);
     CHECK(n_at_min > 0 && n_at_max > 0 && n_between > n_out / 4, "the sweep must hit both clamps and mostly not");
@@ -473,12 +549,20 @@ static void structured(enum tern_isa isa) {
         {12, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, 0, 1, 1, 5, 5, 1, 2, 0},    /* 4-bit -7 x -128, split */
         {64, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 0, 0, 0, 5, 5, 1, 1, 1},    /* 8-bit +127 x 255 */
         {5, 3, 1, 3, 3, 1, 1, 1, 1, 5, 5, 5, 5, 2, 2, 1, 1, 2, 2, 1, 0, 0},      /* pad bigger than input */
+        /* wide rows: the AVX2 kernels split the rows into several bands of copied rows */
+        {64, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 0, 0, 9, 120, 1, 0, 1},   /* 2 output rows per band */
+        {64, 32, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 4, 1, 1, 11, 150, 1, 0, 2},  /* stride 2, signed */
+        {32, 16, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 2, 0, 0, 0, 12, 250, 1, 0, 0},  /* unpadded: rows in place */
+        {16, 24, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 0, 0, 0, 9, 700, 1, 0, 1},   /* 1x1 in place */
+        {32, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 0, 1, 1, 7, 200, 1, 0, 2},   /* 8-bit, widened rows */
+        {64, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, 4, 0, 1, 8, 130, 1, 0, 3},   /* 4-bit */
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
         conv_case cc;
         case_make(&cc, &fixed[i]);
         failed += compare_case(&cc, isa) != 0;
+        for (int r = 0; r < 3; r++) failed += compare_add_case(&cc, isa) != 0;
         case_free(&cc);
     }
     /* random depthwise convs (their own kernel) */

@@ -1,7 +1,9 @@
 /* Small integer ops: residual add (reference against an independent int64 evaluation of the
  * formula in kernels.h, AVX2 bit for bit against the reference) and max pooling (AVX2 running
- * max and 2x2 pool against direct scalar maxima). */
+ * max and 2x2 pool against direct scalar maxima). The executor's conv + add fusion against the
+ * same model run layer by layer (keep_all), at every ISA level and thread count. */
 #include "check.h"
+#include "exec/qexec.h"
 #include "kernels/kernels.h"
 
 static uint32_t rng = 99;
@@ -78,9 +80,121 @@ static void test_max_and_pool(void) {
     }
 }
 
+/* ---- conv + add fusion in the executor ---- */
+static void *dup_mem(const void *p, size_t n) { void *q = malloc(n); memcpy(q, p, n); return q; }
+
+/* conv layer: random codes/scales, requantisation that keeps most outputs between the clamps */
+static void make_conv_layer(tern_qlayer *L, int in, int out, int cin, int cout, int k, int pad, int wtype, int N,
+                            int in_signed, int qmin, int qmax, int relu, int wide) {
+    memset(L, 0, sizeof *L);
+    L->op = TERN_QOP_CONV;
+    L->nin = 1; L->in[0] = in; L->out = out;
+    tern_qconv *c = &L->conv;
+    c->cin = cin; c->cout = cout; c->groups = 1; c->kh = c->kw = k; c->sh = c->sw = c->dh = c->dw = 1;
+    c->pad_t = c->pad_l = c->pad_b = c->pad_r = pad;
+    c->wtype = wtype; c->cluster = N; c->in_signed = in_signed;
+    c->qmin = qmin; c->qmax = qmax; c->out_wide = wide;
+    const int K = cin * k * k, ncl = tern_qconv_nclusters(c), mc = wtype == TERN_WTYPE_TERNARY ? 1 : 127;
+    int8_t *w = malloc((size_t)cout * K);
+    for (int i = 0; i < cout * K; i++) w[i] = (int8_t)((int)(rnd() % (2 * mc + 1)) - mc);
+    int16_t *cs = malloc(sizeof(int16_t) * cout * ncl);
+    for (int i = 0; i < cout * ncl; i++) cs[i] = (int16_t)(wtype == TERN_WTYPE_TERNARY ? 40 + rnd() % 200 : 1 + rnd() % 4);
+    int32_t *b = malloc(4 * cout), *mp = malloc(4 * cout), *mn = malloc(4 * cout);
+    int8_t *sh = malloc(cout);
+    for (int o = 0; o < cout; o++) {
+        b[o] = (int32_t)(rnd() % 20001) - 10000;
+        mp[o] = (int32_t)((1u << 30) + rnd() % (1u << 30));
+        mn[o] = relu ? 0 : mp[o];
+        sh[o] = (int8_t)(wide ? 0 : wtype == TERN_WTYPE_TERNARY ? 10 + rnd() % 2 : 6 + rnd() % 2);
+    }
+    c->w = w; c->cscale = cs; c->bias = b; c->mpos = mp; c->mneg = mn; c->shift = sh;
+    L->qmin = qmin; L->qmax = qmax;
+}
+
+static void make_add_layer(tern_qlayer *L, int a, int b, int out, int la, int lb, int rs, int qmin, int qmax) {
+    memset(L, 0, sizeof *L);
+    L->op = TERN_QOP_ADD;
+    L->nin = 2; L->in[0] = a; L->in[1] = b; L->out = out;
+    L->la = la; L->lb = lb; L->rs = rs; L->qmin = qmin; L->qmax = qmax;
+}
+
+/* input -> conv8 (u8) -> conv -> conv (s8) -> add(conv, t1) -> conv (s8) -> add(t4, conv), big
+ * shifts -> conv -> add(conv, t6) s16 path, conv as second input -> logits (wide 1x1 conv) */
+static tern_qmodel *fusion_model(void) {
+    enum { H = 9, W = 13, C = 16 };
+    tern_qmodel *m = calloc(1, sizeof *m);
+    m->in_c = 3; m->in_h = H; m->in_w = W; m->nclasses = 10;
+    m->ntensors = 11; m->nlayers = 9; m->output = 10;
+    m->tensors = calloc(m->ntensors, sizeof *m->tensors);
+    m->layers = calloc(m->nlayers, sizeof *m->layers);
+    const int sg[11] = {0, 0, 0, 1, 0, 1, 1, 1, 0, 0, 0};
+    for (int t = 0; t < 11; t++) m->tensors[t] = (tern_qtensor){t ? C : 3, H, W, sg[t], 5, 0};
+    m->tensors[10] = (tern_qtensor){10, 1, 1, 0, 10, 1};
+    make_conv_layer(&m->layers[0], 0, 1, 3, C, 3, 1, TERN_WTYPE_INT8, 3, 0, 0, 255, 1, 0);
+    make_conv_layer(&m->layers[1], 1, 2, C, C, 3, 1, TERN_WTYPE_TERNARY, 4, 0, 0, 255, 1, 0);
+    make_conv_layer(&m->layers[2], 2, 3, C, C, 3, 1, TERN_WTYPE_TERNARY, 4, 0, -128, 127, 0, 0);
+    make_add_layer(&m->layers[3], 3, 1, 4, 1, 0, 1, 0, 255);
+    make_conv_layer(&m->layers[4], 4, 5, C, C, 3, 1, TERN_WTYPE_TERNARY, 4, 0, -128, 127, 0, 0);
+    make_add_layer(&m->layers[5], 4, 5, 6, 9, 12, 12, -128, 127);           /* beyond the s16 path */
+    make_conv_layer(&m->layers[6], 6, 7, C, C, 1, 0, TERN_WTYPE_TERNARY, 4, 1, -100, 90, 0, 0);
+    make_add_layer(&m->layers[7], 6, 7, 8, 0, 2, 2, 0, 200);               /* the conv is input b */
+    make_conv_layer(&m->layers[8], 8, 10, C, 10, 1, 0, TERN_WTYPE_INT8, C, 0, INT32_MIN, INT32_MAX, 0, 1);
+    m->layers[8].conv.kh = H; m->layers[8].conv.kw = W;   /* the whole map: 1x1 logits */
+    {   /* its weights for the H x W kernel */
+        tern_qconv *c = &m->layers[8].conv;
+        int8_t *w = malloc((size_t)10 * C * H * W);
+        for (int i = 0; i < 10 * C * H * W; i++) w[i] = (int8_t)((int)(rnd() % 255) - 127);
+        free((void *)c->w);
+        c->w = w;
+    }
+    (void)dup_mem;
+    return m;
+}
+
+static void test_fused_add_exec(void) {
+    tern_qmodel *m = fusion_model();
+    const int maxb = 7;
+    const size_t per = (size_t)m->in_c * m->in_h * m->in_w;
+    uint8_t *px = malloc(per * maxb);
+    for (size_t i = 0; i < per * maxb; i++) px[i] = (uint8_t)rnd();
+    const tern_qtensor *t8 = &m->tensors[8];
+    const size_t n8 = (size_t)t8->c * t8->h * t8->w;
+    int32_t *want = malloc(sizeof(int32_t) * maxb * m->nclasses);
+    uint8_t *want8 = malloc(n8 * maxb);
+    int runs = 0, between = 0, total = 0;
+    for (int isa = TERN_ISA_REF; isa <= (int)tern_cpu_isa() && isa <= TERN_ISA_AVX2; isa++)
+        for (int threads = 1; threads <= 2; threads++)
+            for (int batch = 1; batch <= maxb; batch += 3) {
+                tern_qexec *ef, *eu;
+                const int32_t *lf, *lu;
+                CHECK(tern_qexec_new(m, batch, threads, (enum tern_isa)isa, &ef) == TERN_STATUS_OK, "exec");
+                CHECK(tern_qexec_new(m, batch, threads, (enum tern_isa)isa, &eu) == TERN_STATUS_OK, "exec");
+                CHECK(tern_qexec_keep_all(eu) == TERN_STATUS_OK, "keep_all");
+                CHECK(tern_qexec_run(ef, px, batch, &lf) == TERN_STATUS_OK, "run");
+                CHECK(tern_qexec_run(eu, px, batch, &lu) == TERN_STATUS_OK, "run");
+                /* the fused convs' own outputs were never stored */
+                CHECK(!tern_qexec_tensor(ef, 3) && !tern_qexec_tensor(ef, 5) && !tern_qexec_tensor(ef, 7), "convs 2, 4, 6 fused");
+                CHECK(!memcmp(lf, lu, sizeof(int32_t) * batch * m->nclasses), "isa %d threads %d batch %d: fused logits differ", isa, threads, batch);
+                CHECK(!memcmp(tern_qexec_tensor(ef, 8), tern_qexec_tensor(eu, 8), n8 * batch), "isa %d threads %d batch %d: last add differs", isa, threads, batch);
+                /* and every ISA / thread count agrees with the first */
+                if (!runs) { memcpy(want, lu, sizeof(int32_t) * batch * m->nclasses); memcpy(want8, tern_qexec_tensor(eu, 8), n8 * batch); }
+                else CHECK(!memcmp(want, lu, sizeof(int32_t) * m->nclasses) && !memcmp(want8, tern_qexec_tensor(eu, 8), n8), "isa %d threads %d: image 0 differs", isa, threads);
+                if (!runs)
+                    for (size_t i = 0; i < n8 * batch; i++) { total++; between += want8[i] != 0 && want8[i] != 200; }
+                runs++;
+                tern_qexec_free(ef);
+                tern_qexec_free(eu);
+            }
+    fprintf(stderr, "  %d configurations; last add: %d of %d values between its clamps\n", runs, between, total);
+    CHECK(between > total / 4, "the model should mostly not saturate");
+    free(px); free(want); free(want8);
+    tern_qmodel_free(m);
+}
+
 int main(void) {
     RUN(test_max_and_pool);
     RUN(test_ref_formula);
     RUN(test_avx2_exact);
+    RUN(test_fused_add_exec);
     return check_summary();
 }

@@ -17,6 +17,9 @@ struct tern_qexec {
     int profile;
     int64_t *layer_ns;
     tern_add_fn add;                    /* residual add kernel for the ISA */
+    char *fused;                        /* [nlayers] 1: this CONV runs the next layer (an ADD that is
+                                           its output's only reader) in its epilogue (run_add); the
+                                           conv's own output is never stored, the ADD is skipped */
     tern_max_fn max;                    /* running max (max pooling) */
     enum tern_isa isa;
 };
@@ -24,9 +27,11 @@ struct tern_qexec {
 static size_t elem_size(const tern_qtensor *t) { return t->wide ? 4 : 1; }
 static size_t tensor_bytes(const tern_qtensor *t) { return (size_t)t->c * t->h * t->w * elem_size(t); }
 
-static int64_t now_ns(void) {
+/* Profile clock: with one thread everything runs on the caller, so its CPU time is the layer's
+ * time without the time other jobs on a shared machine take from it; else wall time. */
+static int64_t now_ns(const tern_qexec *e) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(tern_pool_size(e->pool) == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -188,8 +193,21 @@ static void run_item(void *arg, int item, int tid) {
         int oh = ty->h, r0 = (int)((int64_t)oh * part / j->chunks), r1 = (int)((int64_t)oh * (part + 1) / j->chunks);
         if (r0 >= r1) return;
         void *scratch = e->scratch[tid];
-        e->kern[j->li]->run(&L->conv, e->packed[j->li], e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx), tx->h, tx->w,
-                            e->buf[L->out] + (size_t)img * tensor_bytes(ty), r0, r1, scratch);
+        const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
+        if (e->fused[j->li]) {
+            /* conv + add: the add's output gets the rows; see fusable() */
+            const tern_qlayer *A = L + 1;
+            const int ci = A->in[0] == L->out ? 0 : 1;
+            const int ri = A->in[1 - ci];
+            const tern_qtensor *tr = &e->m->tensors[ri], *tz = &e->m->tensors[A->out];
+            const tern_qadd a = {e->buf[ri] + (size_t)img * tensor_bytes(tr), tr->is_signed, ci == 0 ? A->la : A->lb,
+                                 ci == 0 ? A->lb : A->la, A->rs, A->qmin, A->qmax};
+            e->kern[j->li]->run_add(&L->conv, e->packed[j->li], x, tx->h, tx->w, e->buf[A->out] + (size_t)img * tensor_bytes(tz),
+                                    r0, r1, scratch, &a);
+            return;
+        }
+        e->kern[j->li]->run(&L->conv, e->packed[j->li], x, tx->h, tx->w, e->buf[L->out] + (size_t)img * tensor_bytes(ty), r0,
+                            r1, scratch);
         return;
     }
     switch (L->op) {
@@ -203,7 +221,26 @@ static void run_item(void *arg, int item, int tid) {
     }
 }
 
-/* Plan tensor memory: a tensor gets a slot when produced and returns it after its last reader. */
+/* Can CONV layer i run layer i+1, a residual ADD, in its epilogue? The add must read the conv's
+ * output, which nothing else reads (it is never stored), and the other input, same shape, must
+ * be 8-bit like the sum; shifts within what the add kernels take. */
+static int fusable(const tern_qexec *e, int i) {
+    const tern_qmodel *m = e->m;
+    const tern_qlayer *L = &m->layers[i], *A = L + 1;
+    if (i + 1 >= m->nlayers || L->op != TERN_QOP_CONV || A->op != TERN_QOP_ADD || A->nin != 2 || !e->kern[i]->run_add) return 0;
+    const int t = L->out;
+    if ((A->in[0] == t) == (A->in[1] == t) || t == m->output) return 0;
+    for (int k = 0; k < m->nlayers; k++)
+        for (int q = 0; q < m->layers[k].nin; q++)
+            if (m->layers[k].in[q] == t && k != i + 1) return 0;
+    const tern_qtensor *ty = &m->tensors[t], *tr = &m->tensors[A->in[A->in[0] == t ? 1 : 0]], *tz = &m->tensors[A->out];
+    if (ty->wide || tr->wide || tz->wide || L->conv.out_wide) return 0;
+    if (tr->c != ty->c || tr->h != ty->h || tr->w != ty->w || tz->c != ty->c || tz->h != ty->h || tz->w != ty->w) return 0;
+    return A->la >= 0 && A->lb >= 0 && A->la <= 23 && A->lb <= 23 && A->rs >= 0 && A->rs <= 30;
+}
+
+/* Plan tensor memory: a tensor gets a slot when produced and returns it after its last reader.
+ * A fused conv + add produces the add's output at the conv (its own output gets no memory). */
 static enum tern_status plan(tern_qexec *e) {
     const tern_qmodel *m = e->m;
     int *last = tern_malloc(sizeof(int) * (size_t)m->ntensors), *slot_of = tern_malloc(sizeof(int) * (size_t)m->ntensors);
@@ -218,22 +255,25 @@ static enum tern_status plan(tern_qexec *e) {
     int nslots = 0;
     for (int i = -1; i < m->nlayers; i++) {
         int t = i < 0 ? 0 : m->layers[i].out;
-        size_t need = tensor_bytes(&m->tensors[t]) * (size_t)e->max_batch;
-        int best = -1;
-        for (int s = 0; s < nslots; s++)
-            if (!slot_busy[s] && (best < 0 || (slot_size[s] >= need) > (slot_size[best] >= need) ||
-                                  ((slot_size[s] >= need) == (slot_size[best] >= need) && slot_size[s] < slot_size[best])))
-                best = s;
-        if (best < 0) best = nslots++;
-        if (slot_size[best] < need) slot_size[best] = need;
-        slot_busy[best] = 1;
-        slot_of[t] = best;
+        if (i >= 0 && e->fused[i]) t = m->layers[i + 1].out;
+        if (i <= 0 || !e->fused[i - 1]) {   /* (a fused add's output exists already) */
+            size_t need = tensor_bytes(&m->tensors[t]) * (size_t)e->max_batch;
+            int best = -1;
+            for (int s = 0; s < nslots; s++)
+                if (!slot_busy[s] && (best < 0 || (slot_size[s] >= need) > (slot_size[best] >= need) ||
+                                      ((slot_size[s] >= need) == (slot_size[best] >= need) && slot_size[s] < slot_size[best])))
+                    best = s;
+            if (best < 0) best = nslots++;
+            if (slot_size[best] < need) slot_size[best] = need;
+            slot_busy[best] = 1;
+            slot_of[t] = best;
+            if (last[t] < 0 && t != m->output) slot_busy[best] = 0; /* never read */
+        }
         if (i >= 0) /* release inputs read for the last time here */
             for (int k = 0; k < m->layers[i].nin; k++) {
                 int u = m->layers[i].in[k];
                 if (last[u] == i && slot_of[u] >= 0 && u != t) slot_busy[slot_of[u]] = 0;
             }
-        if (last[t] < 0 && t != m->output) slot_busy[best] = 0; /* never read */
     }
     e->slots = tern_calloc((size_t)nslots + 1, sizeof *e->slots);
     if (!e->slots) { st = TERN_STATUS_NOMEM; goto done; }
@@ -265,8 +305,9 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
     e->packed = tern_calloc((size_t)m->nlayers + 1, sizeof *e->packed);
     e->buf = tern_calloc((size_t)m->ntensors, sizeof *e->buf);
     e->layer_ns = tern_calloc((size_t)m->nlayers + 1, sizeof *e->layer_ns);
+    e->fused = tern_calloc((size_t)m->nlayers + 1, 1);
     e->logits = tern_malloc(sizeof(int32_t) * (size_t)max_batch * (size_t)m->nclasses);
-    if (!e->pool || !e->kern || !e->packed || !e->buf || !e->layer_ns || !e->logits) goto fail;
+    if (!e->pool || !e->kern || !e->packed || !e->buf || !e->layer_ns || !e->fused || !e->logits) goto fail;
     size_t scratch = 64;
     for (int i = 0; i < m->nlayers; i++) {
         const tern_qlayer *L = &m->layers[i];
@@ -278,6 +319,8 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
         size_t s = e->kern[i]->scratch_size(&L->conv, m->tensors[L->in[0]].w);
         if (s > scratch) scratch = s;
     }
+    for (int i = 0; i < m->nlayers; i++)
+        if (fusable(e, i)) e->fused[i] = 1, i++;
     int nt = tern_pool_size(e->pool);
     if (!(e->scratch = tern_calloc((size_t)nt, sizeof *e->scratch))) goto fail;
     for (int t = 0; t < nt; t++)
@@ -305,6 +348,7 @@ void tern_qexec_free(tern_qexec *e) {
     free(e->packed);
     free(e->buf);
     free(e->layer_ns);
+    free(e->fused);
     free(e->logits);
     free(e);
 }
@@ -325,6 +369,7 @@ enum tern_status tern_qexec_keep_all(tern_qexec *e) {
     for (int s = 0; s < e->nslots; s++) free(e->slots[s]);
     free(e->slots);
     e->slots = slots;
+    memset(e->fused, 0, (size_t)m->nlayers);   /* every tensor is stored: run each layer itself */
     e->nslots = m->ntensors;
     for (int t = 0; t < m->ntensors; t++) e->buf[t] = slots[t];
     return TERN_STATUS_OK;
@@ -348,14 +393,15 @@ enum tern_status tern_qexec_run(tern_qexec *e, const uint8_t *px, int batch, con
     int nt = tern_pool_size(e->pool);
     for (int i = 0; i < m->nlayers; i++) {
         const tern_qlayer *L = &m->layers[i];
+        if (i > 0 && e->fused[i - 1]) continue;   /* done by the conv before it */
         job j = {e, L, i, 1};
         if (L->op == TERN_QOP_CONV && batch < 4 * nt) {
             int oh = m->tensors[L->out].h;
             j.chunks = 4 * nt < oh ? 4 * nt : oh;
         }
-        int64_t t1 = e->profile ? now_ns() : 0;
+        int64_t t1 = e->profile ? now_ns(e) : 0;
         tern_pool_run(e->pool, run_item, &j, batch * j.chunks);
-        if (e->profile) e->layer_ns[i] += now_ns() - t1;
+        if (e->profile) e->layer_ns[i] += now_ns(e) - t1;
     }
     const tern_qtensor *ty = &m->tensors[m->output];
     size_t per_out = (size_t)ty->c * ty->h * ty->w;

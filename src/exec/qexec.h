@@ -15,7 +15,8 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
 enum tern_status tern_qexec_run(tern_qexec *e, const uint8_t *pixels, int batch, const int32_t **logits);
 void tern_qexec_free(tern_qexec *e);
 
-/* Per-layer wall time of the runs so far, in nanoseconds (integer), when profiling is on. */
+/* Per-layer time of the runs so far, in nanoseconds (integer), when profiling is on: the calling
+ * thread's CPU time for a one-thread engine (robust on shared machines), else wall time. */
 void tern_qexec_profile(tern_qexec *e, int on);
 const int64_t *tern_qexec_layer_ns(const tern_qexec *e);
 /* Bytes of tensor t after a run ([batch][h][w][c] per the model's tensor table). A tensor's

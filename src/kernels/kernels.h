@@ -69,6 +69,15 @@ static inline int32_t tern_requant(int32_t acc, int32_t mpos, int32_t mneg, int 
     return v < qmin ? qmin : v > qmax ? qmax : v;
 }
 
+/* The residual add fused into a conv's epilogue (see run_add): the add's other input and its
+ * parameters as tern_add_fn takes them (lc, lr <= 23, rs <= 30), the conv being one side. */
+typedef struct tern_qadd {
+    const uint8_t *r;             /* [oh][ow][cout] residual of this image */
+    int r_signed;                 /* r is int8 (else uint8) */
+    int lc, lr, rs;               /* left shifts of the conv value and of r; rounding right shift */
+    int qmin, qmax;               /* clamp of the sum; y is int8 if qmin < 0, else uint8 */
+} tern_qadd;
+
 /* A conv kernel variant. Weights are packed once at load time into the layout the kernel wants.
  * run() computes output rows [oy0, oy1) of one image: x is that image's input (h x w x cin bytes,
  * NHWC), y that image's output (oh x ow x cout bytes). It never allocates: scratch has
@@ -80,6 +89,14 @@ typedef struct tern_conv_kernel {
     size_t (*scratch_size)(const tern_qconv *c, int w);
     void (*run)(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
                 uint8_t *y, int oy0, int oy1, void *scratch);
+    /* Optional (NULL: not offered): run() fused with a residual add that reads the conv's output,
+     * with exactly the results of run() into y followed by tern_add_ref over the rows written:
+     *   y = clamp(rshift_round((conv << a->lc) + (r << a->lr), a->rs), a->qmin, a->qmax)
+     * where conv is the conv's own 8-bit output value (after its qmin/qmax) and r the residual
+     * (a->r: this image's oh x ow x cout bytes, same layout as y). Used by the executor when the
+     * add is the conv output's only reader; the conv's own output is then never stored. */
+    void (*run_add)(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
+                    uint8_t *y, int oy0, int oy1, void *scratch, const struct tern_qadd *a);
 } tern_conv_kernel;
 
 /* The best kernel for this conv at the given ISA level (falls back to the reference). */

@@ -60,10 +60,20 @@ static void ref_run(const tern_qconv *c, const void *packed, const uint8_t *x, i
             }
 }
 
+/* The definition of a fused residual add: the conv rows, then the add over them in place. */
+static void ref_run_add(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
+                        uint8_t *y, int oy0, int oy1, void *scratch, const tern_qadd *a) {
+    TERN_ASSERT(!c->out_wide);
+    ref_run(c, packed, x, h, w, y, oy0, oy1, scratch);
+    const size_t row = (size_t)tern_qconv_out_w(c, w) * c->cout, off = (size_t)oy0 * row, n = (size_t)(oy1 - oy0) * row;
+    if (oy1 > oy0) tern_add_ref(y + off, c->qmin < 0, a->r + off, a->r_signed, y + off, n, a->lc, a->lr, a->rs, a->qmin, a->qmax);
+}
+
 const tern_conv_kernel tern_conv_ref = {
     .name = "conv_ref",
     .packed_size = ref_packed_size,
     .pack = ref_pack,
     .scratch_size = ref_scratch_size,
     .run = ref_run,
+    .run_add = ref_run_add,
 };

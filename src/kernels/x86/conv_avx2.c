@@ -20,25 +20,33 @@
  *   widened to s16 when copied and a step is vpmaddwd of 2 channels x 16 output channels into s32;
  *   each cluster (normally one per channel) is scaled with vpmulld when it ends.
  *
- * Register tile: 3 output pixels x 16 output channels (6 s16 or s32 partial sums, 6 s32
- * accumulators, 2 weight vectors, 1 broadcast = 15 of 16 ymm). Weights are packed per block of 16
- * output channels, steps in the order the kernel walks them, each segment followed by its scales,
- * so a block is one sequential stream. Activations are NHWC so a step's 4 bytes are contiguous;
- * there is no im2col: each output row gets a table of per-step pointers (row, tap, channel
- * offset) and pixel i reads at pointer + i * stride * cin. Rows that need padding, the xor or the
- * widening are copied once into a small ring of padded rows in scratch; plain unsigned rows
- * without horizontal padding are read in place.
- * Requantisation is tern_requant in 8 lanes: vpmuldq on even/odd lanes, a logical 64-bit shift is
- * exact because the result fits in 32 bits, then a per-lane rounding shift with vpsravd. */
+ * Tiles: 16 output channels x up to 6 output pixels. Weights are packed per block of 16 output
+ * channels, steps in the order the kernel walks them, each segment followed by its scales, so a
+ * block is one sequential stream. Activations are NHWC so a step's 4 bytes are contiguous; there
+ * is no im2col: the output rows of a run() call go in bands (band_run), whose input rows are
+ * copied once (padding, the xor, cluster-pair interleave or widening applied) one after the other
+ * into scratch, or read in place when already in that form; a table of per-step pointers (row,
+ * tap, channel offset) then serves every pixel of the band, pixel i reading at pointer + its
+ * offset, so a tile's pixels may come from several output rows. With segments of 12 steps or
+ * more (3x3 convs) the tiles have 4 to 6 pixels and keep the s32 accumulators in memory (12 s16
+ * sums, 2 code vectors, broadcast and product fill the 16 ymm); short segments (1x1 convs) use
+ * 3-pixel tiles with register accumulators; 8-bit codes 4 pixels (one cluster) or 3.
+ * Requantisation (rq8) is tern_requant on 8 lanes without the clamp: vpmuldq on even and odd
+ * lanes, the rounding constant added in 64 bits, the high dword taken and shifted by s-1; the
+ * two vectors of a pixel hold channels 0-3, 8-11 and 4-7, 12-15 so that the saturating packs
+ * give bytes in channel order, two pixels per pack; the qmin/qmax clamp is then a byte min/max
+ * (or nothing, when it is the type's range). run_add fuses a residual add into that epilogue,
+ * in s16 when its shifts allow (add16_ok), else the rows are stored and added in place. */
 #include "kernels/kernels.h"
 #include <immintrin.h>
 #include <limits.h>
 #include <string.h>
 
-/* conv_avx512vnni.c includes this file with TERN_CONV_VNNI 1 to share the planning, packing, row
- * copies and requantisation. There vpdpbusd sums all 4 bytes of a step into one s32 lane: no
- * s16 bound (one segment per cluster), no lane halves (no N=2 or cluster-pair layouts), and
- * 8-bit codes take the byte path too. */
+/* conv_avx512vnni.c includes this file with TERN_CONV_VNNI 1 to share the planning, packing and
+ * row copies; it keeps the row-by-row driver (a ring of padded rows, avx2_run below #else) and
+ * requant8 with its parameter layout (P_*). There vpdpbusd sums all 4 bytes of a step into one
+ * s32 lane: no s16 bound (one segment per cluster), no lane halves (no N=2 or cluster-pair
+ * layouts), and 8-bit codes take the byte path too. */
 #ifndef TERN_CONV_VNNI
 #define TERN_CONV_VNNI 0
 #endif
@@ -50,6 +58,24 @@ enum { MR = 3, NR = 16 };
  * channels, the 4 even channels then the 4 odd ones (the lanes vpmuldq sees). See requant8. */
 enum { P_BIAS = 0, P_MPOS = 16, P_MNEG = 32, P_CFIX = 48, P_RND = 64, P_TSH = 96 };  /* int32 units */
 #define PARAM_BYTES (128 * 4)
+/* The AVX2 blocked kernels' parameters instead (int32 units; see rq8): per lane d (vector d/8,
+ * lane d%8) bias, mpos, mneg, the sravd count; per vpmuldq half (even lanes E, odd lanes O) the
+ * multipliers in the even dwords, the 64-bit rounding constants and the sh = 0 left shifts;
+ * then flags for the block (Q_F_*). */
+enum { Q_BIAS = 0, Q_ME = 16, Q_MO = 32, Q_NE = 48, Q_NO = 64, Q_RE = 80, Q_RO = 96, Q_SH = 112, Q_LE = 128,
+       Q_LO = 144, Q_FLAGS = 160 };
+enum { Q_F_BLEND = 1, Q_F_SH0 = 2 };
+#define QPARAM_BYTES (176 * 4)
+#define BLK_PARAM (TERN_CONV_VNNI ? PARAM_BYTES : QPARAM_BYTES)
+
+/* Output channel (within the block) that lane d of the two accumulator vectors holds. The AVX2
+ * kernels put channels 0-3 and 8-11 in vector 0, 4-7 and 12-15 in vector 1, so that vpackssdw
+ * of the two gives the 16 channels in order; the VNNI tile keeps them in order. */
+static inline int lane_chan(int d) {
+    if (TERN_CONV_VNNI) return d;
+    const int v = d / 8, l = d % 8;
+    return (l / 4) * 8 + v * 4 + l % 4;
+}
 
 typedef struct pk_hdr {
     int32_t kind, elem;        /* elem: bytes per activation in the rows read (1, or 2 widened) */
@@ -185,10 +211,10 @@ static void layout(const tern_qconv *c, pk_hdr *H) {
     H->nseg = nseg;
     H->ncb = (coutg + NR - 1) / NR;
     H->direct_ok = 0;
-    H->blk_bytes = (int64_t)PARAM_BYTES + (int64_t)(ns + nseg) * 64;
+    H->blk_bytes = (int64_t)BLK_PARAM + (int64_t)(ns + nseg) * 64;
     H->off_step = A64(sizeof(pk_hdr));
     H->off_seg = H->off_step + A64((size_t)ns * sizeof(pk_step));
-    H->off_blk = H->off_seg + A64((size_t)nseg * sizeof(int32_t));
+    H->off_blk = H->off_seg + A64((size_t)(nseg + 1) * sizeof(int32_t));   /* segment lengths, then 0 */
 }
 
 static size_t avx2_packed_size(const tern_qconv *c) {
@@ -208,6 +234,7 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
     TERN_ASSERT(cl);
     int ns, nseg;
     plan(c, st, cl, segn, &ns, &nseg);
+    segn[nseg] = 0;
     const int cing = c->cin / c->groups, coutg = c->cout / c->groups, khw = c->kh * c->kw;
     const int ncl = tern_qconv_nclusters(c), N = c->cluster, per = H->kind == KIND_MADD16 ? 2 : 4;
     const int merged = merged_taps(c), run = merged ? c->kw * cing : cing;
@@ -221,8 +248,8 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
             uint8_t *blk = base + H->off_blk + (size_t)(gi * H->ncb + b) * H->blk_bytes;
             int32_t *P = (int32_t *)blk;
             memset(blk, 0, (size_t)H->blk_bytes);
-            for (int j = 0; j < NR; j++) {
-                const int oj = b * NR + j;
+            for (int d = 0; d < NR; d++) {
+                const int j = lane_chan(d), oj = b * NR + j;
                 if (oj >= coutg) continue;
                 const int o = gi * coutg + oj;
                 uint32_t bias = (uint32_t)c->bias[o];
@@ -235,27 +262,46 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
                         bias -= 128u * (uint32_t)(int32_t)c->cscale[(size_t)o * ncl + g] * (uint32_t)sw;
                     }
                 }
+                const int sh = c->shift[o] < 0 ? 0 : c->shift[o] > 31 ? 31 : c->shift[o];  /* contract: 0..31 */
+                int64_t *P64 = (int64_t *)blk;
+#if TERN_CONV_VNNI
                 /* v = floor((acc*m + 2^30 + [s>0] 2^(30+s)) / 2^(31+s)) is both of tern_requant's
                  * rounding steps at once (floor(floor(a/b)+c)/d) == floor((a+cb)/(bd))); adding
                  * 2^62 makes the numerator non-negative so a logical shift is exact, and cfix
                  * removes the 2^(62-31-s) that the bias leaves in the result. */
-                const int sh = c->shift[o] < 0 ? 0 : c->shift[o] > 31 ? 31 : c->shift[o];  /* contract: 0..31 */
-                const int vj = (j / 8) * 8 + (j % 2) * 4 + (j % 8) / 2;   /* vector order */
-                int64_t *P64 = (int64_t *)blk;
-                P[P_BIAS + j] = (int32_t)bias;
-                P[P_MPOS + j] = c->mpos[o];
-                P[P_MNEG + j] = c->mneg[o];
-                P[P_CFIX + j] = (int32_t)(uint32_t)(1ull << (31 - sh));
+                const int vj = (d / 8) * 8 + (d % 2) * 4 + (d % 8) / 2;   /* vector order */
+                P[P_BIAS + d] = (int32_t)bias;
+                P[P_MPOS + d] = c->mpos[o];
+                P[P_MNEG + d] = c->mneg[o];
+                P[P_CFIX + d] = (int32_t)(uint32_t)(1ull << (31 - sh));
                 P64[P_RND / 2 + vj] = (int64_t)((1ull << 62) + (1ull << 30) + (sh > 0 ? 1ull << (30 + sh) : 0));
                 P64[P_TSH / 2 + vj] = 31 + sh;
+#else
+                /* rq8: v = floor(X / 2^(31+s)) with X = acc*m + 2^30 + [s>0] 2^(30+s), both of
+                 * tern_requant's rounding steps at once (floor(floor(a/b)+c)/d) == floor((a+cb)/(bd))).
+                 * |X| < 2^63, so vpmuldq + vpaddq are exact; the high dword of X (X << 1 when s = 0)
+                 * is floor(X / 2^32) (floor(X / 2^31)), and an arithmetic shift by s-1 finishes. */
+                const int v = d / 8, l = d % 8, q = Q_FLAGS;
+                P[Q_BIAS + d] = (int32_t)bias;
+                P[Q_ME + d] = c->mpos[o];
+                P[Q_NE + d] = c->mneg[o];
+                if (l & 1) { P[Q_MO + d - 1] = c->mpos[o]; P[Q_NO + d - 1] = c->mneg[o]; }   /* even dword below */
+                P64[((l & 1) ? Q_RO : Q_RE) / 2 + v * 4 + l / 2] = (int64_t)((1ull << 30) + (sh > 0 ? 1ull << (30 + sh) : 0));
+                P64[((l & 1) ? Q_LO : Q_LE) / 2 + v * 4 + l / 2] = sh == 0;
+                P[Q_SH + d] = sh > 0 ? sh - 1 : 0;
+                /* mneg matters unless it equals mpos, or is 0 under a clamp at >= 0: acc < 0 times
+                 * mpos >= 0 gives v <= 0 as mneg = 0 gives v = 0, and both clamp to qmin */
+                if (c->mneg[o] != c->mpos[o] && !(c->mneg[o] == 0 && c->mpos[o] >= 0 && c->qmin >= 0)) P[q] |= Q_F_BLEND;
+                if (sh == 0) P[q] |= Q_F_SH0;
+#endif
             }
-            uint8_t *q = blk + PARAM_BYTES;
+            uint8_t *q = blk + BLK_PARAM;
             int s = 0;
             for (int sg = 0; sg < nseg; sg++) {
                 const int s0 = s;
                 for (; s < s0 + segn[sg]; s++, q += 64)
-                    for (int j = 0; j < NR; j++) {
-                        const int oj = b * NR + j;
+                    for (int d = 0; d < NR; d++) {
+                        const int oj = b * NR + lane_chan(d);
                         if (oj >= coutg) continue;
                         const int8_t *wo = c->w + (size_t)(gi * coutg + oj) * cing * khw;
                         for (int k = 0; k < per; k++) {
@@ -270,22 +316,22 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
                             }
                             if (g < 0 || ci >= cing || ci / N != g) continue;
                             const int8_t code = wo[(size_t)ci * khw + tap];
-                            if (H->kind == KIND_MADDUBS) ((int8_t *)q)[j * 4 + k] = code;
-                            else ((int16_t *)q)[j * 2 + k] = code;
+                            if (H->kind == KIND_MADDUBS) ((int8_t *)q)[d * 4 + k] = code;
+                            else ((int16_t *)q)[d * 2 + k] = code;
                         }
                     }
                 /* the segment's scales */
-                for (int j = 0; j < NR; j++) {
-                    const int oj = b * NR + j;
+                for (int d = 0; d < NR; d++) {
+                    const int oj = b * NR + lane_chan(d);
                     if (oj >= coutg) continue;
                     const int16_t *cs = c->cscale + (size_t)(gi * coutg + oj) * ncl;
                     if (H->kind == KIND_MADDUBS && !TERN_CONV_VNNI)
                         for (int h = 0; h < 2; h++) {
                             const int g = cl[2 * s0 + h];
-                            ((int16_t *)q)[j * 2 + h] = g < 0 ? 0 : cs[g];
+                            ((int16_t *)q)[d * 2 + h] = g < 0 ? 0 : cs[g];
                         }
                     else
-                        ((int32_t *)q)[j] = cs[cl[2 * s0]];
+                        ((int32_t *)q)[d] = cs[cl[2 * s0]];
                 }
                 q += 64;
             }
@@ -304,15 +350,6 @@ static size_t row_bytes(const tern_qconv *c, int w) {
     return A64((size_t)row_w(c, w) * c->cin * elem + 64);
 }
 static int n_slots(const tern_qconv *c) { return (c->kh - 1) * c->dh + 1; }
-
-static size_t avx2_scratch_size(const tern_qconv *c, int w) {
-    int ns, nseg;
-    plan(c, NULL, NULL, NULL, &ns, &nseg);
-    const int khw = c->kh * c->kw;
-    return A64((size_t)ns * sizeof(void *)) + A64((size_t)khw * sizeof(void *)) +
-           A64((size_t)c->kh * sizeof(void *)) + A64((size_t)n_slots(c) * sizeof(int)) +
-           (size_t)(n_slots(c) + 1) * row_bytes(c, w);
-}
 
 /* Copy input row xr (w pixels, or NULL for a row of padding) into a padded row: unsigned bytes,
  * bytes xor 0x80 (signed input, MADDUBS), or s16 (MADD16). */
@@ -405,60 +442,122 @@ typedef struct run_ctx {
     __m256i qmin, qmax;
 } run_ctx;
 
-#if !TERN_CONV_VNNI   /* the AVX2 tiles */
-/* Requantise a 3x16 tile and store n pixels x nc channels. */
-static inline __attribute__((always_inline)) void store_tile(const run_ctx *X, __m256i acc[MR][2], const int32_t *P, uint8_t *y, int n, int nc) {
-    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-#pragma GCC unroll 3
-    for (int i = 0; i < MR; i++) {
-        if (i >= n) break;
-        const __m256i r0 = requant8(acc[i][0], P, 0, X->qmin, X->qmax);
-        const __m256i r1 = requant8(acc[i][1], P, 8, X->qmin, X->qmax);
-        const __m256i t = _mm256_packs_epi32(r0, r1);   /* exact: values are within -128..255 */
-        const __m256i u = X->out_signed ? _mm256_packs_epi16(t, t) : _mm256_packus_epi16(t, t);
-        const __m128i o = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(u, perm));
-        uint8_t *d = y + (size_t)i * X->cout;
-        if (nc == NR) _mm_storeu_si128((__m128i *)d, o);
+#if !TERN_CONV_VNNI   /* the AVX2 blocked kernels: bands of rows, tiles, epilogue */
+
+/* Bands: the output rows of a run() call are done in bands of up to band_rows(); a band's input
+ * rows, padded, xor'ed, pair-interleaved or widened as the kernel needs, are copied one after
+ * the other into scratch, so every output pixel of the band is at a fixed offset from the
+ * band's step pointers and a tile takes its pixels across row ends. Rows already in the right
+ * form (unsigned, no padding, no interleave) are read in place. */
+enum { BAND_BYTES = 32 * 1024, MAXPX = 6 };
+
+static int band_rows(const tern_qconv *c, int w) {
+    const int span = (c->kh - 1) * c->dh + 1, fit = (int)(BAND_BYTES / row_bytes(c, w));
+    return fit > span ? (fit - span) / c->sh + 1 : 1;
+}
+static int band_in_rows(const tern_qconv *c, int rows) { return (rows - 1) * c->sh + (c->kh - 1) * c->dh + 1; }
+
+static size_t avx2_scratch_size(const tern_qconv *c, int w) {
+    int ns, nseg;
+    plan(c, NULL, NULL, NULL, &ns, &nseg);
+    return A64((size_t)ns * sizeof(void *)) + A64(MAXPX * 2 * sizeof(__m256i)) +
+           (size_t)band_in_rows(c, band_rows(c, w)) * row_bytes(c, w);
+}
+
+/* ---- epilogue ---- */
+typedef struct ep_ctx {
+    int cout;                   /* bytes from one output pixel to the next */
+    int osgn, clamp;            /* output int8; clamp to lo8..hi8 after the saturating packs */
+    __m256i lo8, hi8;
+    int add, rsgn;              /* fused residual add (s16 arithmetic); residual int8 */
+    const uint8_t *r;           /* residual image */
+    __m256i cmin, cmax, rnd;    /* the conv's own clamp, the add's rounding (s16) */
+    __m128i lc, lr, rs;
+} ep_ctx;
+
+/* tern_requant without the clamp on one vector v (0/1) of a pixel's accumulators; the pack
+ * comment in avx2_pack derives it. blend: mneg differs from mpos; sh0: some shift is 0. */
+static inline __attribute__((always_inline)) __m256i rq8(__m256i a, const int32_t *P, int v, int blend, int sh0) {
+#define QL(off) _mm256_load_si256((const __m256i *)(P + (off) + 8 * v))
+    const __m256i ao = _mm256_srli_epi64(a, 32);   /* odd lanes in the even dwords */
+    __m256i me = QL(Q_ME), mo = QL(Q_MO);
+    if (blend) {
+        me = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(me), _mm256_castsi256_ps(QL(Q_NE)), _mm256_castsi256_ps(a)));
+        mo = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(mo), _mm256_castsi256_ps(QL(Q_NO)), _mm256_castsi256_ps(ao)));
+    }
+    __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(a, me), QL(Q_RE));
+    __m256i po = _mm256_add_epi64(_mm256_mul_epi32(ao, mo), QL(Q_RO));
+    if (sh0) { pe = _mm256_sllv_epi64(pe, QL(Q_LE)); po = _mm256_sllv_epi64(po, QL(Q_LO)); }
+    return _mm256_srav_epi32(_mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA), QL(Q_SH));
+#undef QL
+}
+
+/* One pixel's 16 channels as s16 in channel order (saturated: beyond the 8-bit clamps anyway);
+ * with a fused add, the conv's clamp and then the add's arithmetic, exact in s16 (add16_ok). */
+static inline __attribute__((always_inline)) __m256i px16(const ep_ctx *E, const __m256i *acc, const int32_t *P,
+                                                          size_t at, int nc, int blend, int sh0) {
+    __m256i t = _mm256_packs_epi32(rq8(acc[0], P, 0, blend, sh0), rq8(acc[1], P, 1, blend, sh0));
+    if (E->add) {
+        __m128i rb;
+        if (nc == NR) rb = _mm_loadu_si128((const __m128i *)(E->r + at));
         else {
-            uint8_t tmp[16];
-            _mm_storeu_si128((__m128i *)tmp, o);
+            uint8_t tmp[16] = {0};
+            memcpy(tmp, E->r + at, (size_t)nc);
+            rb = _mm_loadu_si128((const __m128i *)tmp);
+        }
+        const __m256i b = E->rsgn ? _mm256_cvtepi8_epi16(rb) : _mm256_cvtepu8_epi16(rb);
+        t = _mm256_min_epi16(_mm256_max_epi16(t, E->cmin), E->cmax);
+        t = _mm256_add_epi16(_mm256_sll_epi16(t, E->lc), _mm256_sll_epi16(b, E->lr));
+        t = _mm256_sra_epi16(_mm256_add_epi16(t, E->rnd), E->rs);
+    }
+    return t;
+}
+
+/* Requantise n pixels (acc[2i], acc[2i+1]: pixel i) and store them at y + at + i*cout, two
+ * pixels per pack. */
+static inline __attribute__((always_inline)) void epi(const ep_ctx *E, const int32_t *P, const __m256i *acc, int n,
+                                                      uint8_t *y, size_t at, int nc, int blend, int sh0) {
+    for (int i = 0; i < n; i += 2) {
+        const int two = i + 1 < n;
+        const size_t a0 = at + (size_t)i * E->cout;
+        const __m256i t0 = px16(E, acc + 2 * i, P, a0, nc, blend, sh0);
+        const __m256i t1 = two ? px16(E, acc + 2 * i + 2, P, a0 + E->cout, nc, blend, sh0) : t0;
+        __m256i u = E->osgn ? _mm256_packs_epi16(t0, t1) : _mm256_packus_epi16(t0, t1);
+        u = _mm256_permute4x64_epi64(u, 0xD8);   /* pixel 0's 16 bytes, then pixel 1's */
+        if (E->clamp) u = E->osgn ? _mm256_min_epi8(_mm256_max_epi8(u, E->lo8), E->hi8) : _mm256_min_epu8(_mm256_max_epu8(u, E->lo8), E->hi8);
+        uint8_t *d = y + a0;
+        if (nc == NR && two && E->cout == NR) _mm256_storeu_si256((__m256i *)d, u);
+        else if (nc == NR) {
+            _mm_storeu_si128((__m128i *)d, _mm256_castsi256_si128(u));
+            if (two) _mm_storeu_si128((__m128i *)(d + E->cout), _mm256_extracti128_si256(u, 1));
+        } else {
+            uint8_t tmp[32];
+            _mm256_storeu_si256((__m256i *)tmp, u);
             memcpy(d, tmp, (size_t)nc);
+            if (two) memcpy(d + E->cout, tmp + 16, (size_t)nc);
         }
     }
 }
-
-/* Requantise a 4x16 tile and store n pixels x nc channels. */
-static inline __attribute__((always_inline)) void store_tile4(const run_ctx *X, __m256i acc[4][2], const int32_t *P, uint8_t *y, int n, int nc) {
-    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        if (i >= n) break;
-        const __m256i r0 = requant8(acc[i][0], P, 0, X->qmin, X->qmax);
-        const __m256i r1 = requant8(acc[i][1], P, 8, X->qmin, X->qmax);
-        const __m256i t = _mm256_packs_epi32(r0, r1);   /* exact: values are within -128..255 */
-        const __m256i u = X->out_signed ? _mm256_packs_epi16(t, t) : _mm256_packus_epi16(t, t);
-        const __m128i o = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(u, perm));
-        uint8_t *d = y + (size_t)i * X->cout;
-        if (nc == NR) _mm_storeu_si128((__m128i *)d, o);
-        else {
-            uint8_t tmp[16];
-            _mm_storeu_si128((__m128i *)tmp, o);
-            memcpy(d, tmp, (size_t)nc);
-        }
-    }
+static __attribute__((noinline)) void epi_plain(const ep_ctx *E, const int32_t *P, const __m256i *acc, int n, uint8_t *y, size_t at, int nc) {
+    epi(E, P, acc, n, y, at, nc, 0, 0);
+}
+static __attribute__((noinline)) void epi_any(const ep_ctx *E, const int32_t *P, const __m256i *acc, int n, uint8_t *y, size_t at, int nc) {
+    epi(E, P, acc, n, y, at, nc, (P[Q_FLAGS] & Q_F_BLEND) != 0, (P[Q_FLAGS] & Q_F_SH0) != 0);
 }
 
-/* The segment loops, in inline asm because GCC 12 keeps copying the loop-carried sums between
- * registers and spilling the accumulators around them (measured: ~25% slower). One step:
- * load 16 channels x 4 codes (2 ymm), broadcast each pixel's 4 bytes, vpmaddubsw into a
- * temporary, vpaddw into that pixel's s16 sums. At a segment's end: vpmaddwd with its scales
- * (which follow its codes) and vpaddd into the s32 accumulators. */
-#define STEP_PIX(o, sA, sB)                                                      \
-    "vpbroadcastd (%[p],%[" o "]), %%ymm8\n\t"                                 \
-    "vpmaddubsw %%ymm6, %%ymm8, %%ymm9\n\t"                                    \
-    "vpaddw %%ymm9, %%ymm" sA ", %%ymm" sA "\n\t"                              \
-    "vpmaddubsw %%ymm7, %%ymm8, %%ymm8\n\t"                                    \
-    "vpaddw %%ymm8, %%ymm" sB ", %%ymm" sB "\n\t"
+/* ---- tiles: the segment loops, in inline asm because GCC 12 keeps copying the loop-carried
+ * sums between registers and spilling the accumulators around them (measured: ~25% slower).
+ * One step: load 16 channels x 4 codes (2 ymm), broadcast each pixel's 4 bytes, vpmaddubsw
+ * into a temporary, vpaddw into that pixel's s16 sums. At a segment's end: vpmaddwd with its
+ * scales (which follow its codes) and vpaddd into the s32 accumulators. Segment lengths are a
+ * 0-terminated list. ---- */
+#define STEP_PIX(o, sA, sB) STEP_PIXT(o, sA, sB, "8", "9")
+#define STEP_PIXT(o, sA, sB, tb, tp)                                              \
+    "vpbroadcastd (%[p],%[" o "]), %%ymm" tb "\n\t"                              \
+    "vpmaddubsw %%ymm6, %%ymm" tb ", %%ymm" tp "\n\t"                            \
+    "vpaddw %%ymm" tp ", %%ymm" sA ", %%ymm" sA "\n\t"                           \
+    "vpmaddubsw %%ymm7, %%ymm" tb ", %%ymm" tb "\n\t"                            \
+    "vpaddw %%ymm" tb ", %%ymm" sB ", %%ymm" sB "\n\t"
 /* a segment's first step writes the sums directly (no zeroing, no add) */
 #define FIRST_PIX(o, sA, sB)                                                     \
     "vpbroadcastd (%[p],%[" o "]), %%ymm8\n\t"                                 \
@@ -470,127 +569,115 @@ static inline __attribute__((always_inline)) void store_tile4(const run_ctx *X, 
     "vmovdqa (%[wp]), %%ymm6\n\t"                                              \
     "vmovdqa 32(%[wp]), %%ymm7\n\t"                                            \
     "add $64, %[wp]\n\t"
+#define SEG_HEAD "1:\n\tmovslq (%[segn]), %[cnt]\n\tadd $4, %[segn]\n\t" LOAD_STEP
+#define SEG_MID "dec %[cnt]\n\tjz 3f\n\t2:\n\t" LOAD_STEP
+#define SEG_END "dec %[cnt]\n\tjnz 2b\n\t3:\n\t"
+#define SEG_NEXT "add $64, %[wp]\n\tcmpl $0, (%[segn])\n\tjnz 1b\n\t"
+/* flush into accumulators in memory (acc, 32 bytes per vector, touched once per segment) */
+#define FLM(s, woff, aoff)                                                       \
+    "vpmaddwd " woff "(%[wp]), %%ymm" s ", %%ymm" s "\n\t"                       \
+    "vpaddd " aoff "(%[acc]), %%ymm" s ", %%ymm" s "\n\t"                        \
+    "vmovdqa %%ymm" s ", " aoff "(%[acc])\n\t"
+#define ALL_YMM "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
+    "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
 
-/* 3 pixels: s16 sums in ymm0-5, codes ymm6-7, temporaries ymm8-9, s32 accumulators in the
- * remaining 6 registers. */
-static inline __attribute__((always_inline)) void segs3(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn,
-                                                        int nseg, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2, __m256i acc[3][2]) {
-    __m256i a00 = acc[0][0], a01 = acc[0][1], a10 = acc[1][0], a11 = acc[1][1], a20 = acc[2][0], a21 = acc[2][1];
+/* 6 pixels: s16 sums in ymm0-5 and ymm10-15, codes ymm6-7, broadcast ymm8, product ymm9; the s32
+ * accumulators in memory. With 18-step segments (3x3, N=4 pairs) ~10% faster per MAC than 3
+ * pixels with register accumulators, and the tile overhead is spread over twice the pixels. */
+static void segs6m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
     const uint8_t *p;
     long cnt;
     __asm__ volatile(
-        "1:\n\t"
-        "movslq (%[segn]), %[cnt]\n\t"
-        "add $4, %[segn]\n\t"
-        LOAD_STEP
-        FIRST_PIX("o0", "0", "1")
-        FIRST_PIX("o1", "2", "3")
-        FIRST_PIX("o2", "4", "5")
-        "dec %[cnt]\n\t"
-        "jz 3f\n\t"
-        "2:\n\t"
-        LOAD_STEP
-        STEP_PIX("o0", "0", "1")
-        STEP_PIX("o1", "2", "3")
-        STEP_PIX("o2", "4", "5")
-        "dec %[cnt]\n\t"
-        "jnz 2b\n\t"
-        "3:\n\t"
+        SEG_HEAD
+        FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5")
+        FIRST_PIX("o3", "10", "11") FIRST_PIX("o4", "12", "13") FIRST_PIX("o5", "14", "15")
+        SEG_MID
+        STEP_PIX("o0", "0", "1") STEP_PIX("o1", "2", "3") STEP_PIX("o2", "4", "5")
+        STEP_PIX("o3", "10", "11") STEP_PIX("o4", "12", "13") STEP_PIX("o5", "14", "15")
+        SEG_END
+        FLM("0", "0", "0") FLM("1", "32", "32") FLM("2", "0", "64") FLM("3", "32", "96")
+        FLM("4", "0", "128") FLM("5", "32", "160") FLM("10", "0", "192") FLM("11", "32", "224")
+        FLM("12", "0", "256") FLM("13", "32", "288") FLM("14", "0", "320") FLM("15", "32", "352")
+        SEG_NEXT
+        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
+        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [o4] "r"(o[4]), [o5] "r"(o[5]), [acc] "r"(acc)
+        : ALL_YMM);
+}
+/* 5 pixels: sums ymm0-5, 10-13; two sets of temporaries (8-9, 14-15) */
+static void segs5m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+    const uint8_t *p;
+    long cnt;
+    __asm__ volatile(
+        SEG_HEAD
+        FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5")
+        FIRST_PIX("o3", "10", "11") FIRST_PIX("o4", "12", "13")
+        SEG_MID
+        STEP_PIXT("o0", "0", "1", "8", "9") STEP_PIXT("o1", "2", "3", "14", "15") STEP_PIXT("o2", "4", "5", "8", "9")
+        STEP_PIXT("o3", "10", "11", "14", "15") STEP_PIXT("o4", "12", "13", "8", "9")
+        SEG_END
+        FLM("0", "0", "0") FLM("1", "32", "32") FLM("2", "0", "64") FLM("3", "32", "96")
+        FLM("4", "0", "128") FLM("5", "32", "160") FLM("10", "0", "192") FLM("11", "32", "224")
+        FLM("12", "0", "256") FLM("13", "32", "288")
+        SEG_NEXT
+        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
+        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [o4] "r"(o[4]), [acc] "r"(acc)
+        : ALL_YMM);
+}
+/* 4 pixels: sums ymm0-5, 10-11; temporaries rotate over 8-9, 12-13, 14-15 */
+static void segs4m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+    const uint8_t *p;
+    long cnt;
+    __asm__ volatile(
+        SEG_HEAD
+        FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5") FIRST_PIX("o3", "10", "11")
+        SEG_MID
+        STEP_PIXT("o0", "0", "1", "8", "9") STEP_PIXT("o1", "2", "3", "12", "13")
+        STEP_PIXT("o2", "4", "5", "14", "15") STEP_PIXT("o3", "10", "11", "8", "9")
+        SEG_END
+        FLM("0", "0", "0") FLM("1", "32", "32") FLM("2", "0", "64") FLM("3", "32", "96")
+        FLM("4", "0", "128") FLM("5", "32", "160") FLM("10", "0", "192") FLM("11", "32", "224")
+        SEG_NEXT
+        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
+        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [acc] "r"(acc)
+        : ALL_YMM);
+}
+
+/* 3 pixels with the s32 accumulators in registers (s16 sums ymm0-5, codes 6-7, temporaries
+ * 8-9): for short segments (1x1 convs, 4-bit codes), where flushing to memory would cost more
+ * than the steps. acc: in (bias) and out. */
+static void segs3r(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+    __m256i a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3], a20 = acc[4], a21 = acc[5];
+    const uint8_t *p;
+    long cnt;
+    __asm__ volatile(
+        SEG_HEAD
+        FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5")
+        SEG_MID
+        STEP_PIX("o0", "0", "1") STEP_PIX("o1", "2", "3") STEP_PIX("o2", "4", "5")
+        SEG_END
         "vpmaddwd (%[wp]), %%ymm0, %%ymm0\n\t"
         "vpmaddwd 32(%[wp]), %%ymm1, %%ymm1\n\t"
         "vpmaddwd (%[wp]), %%ymm2, %%ymm2\n\t"
         "vpmaddwd 32(%[wp]), %%ymm3, %%ymm3\n\t"
         "vpmaddwd (%[wp]), %%ymm4, %%ymm4\n\t"
         "vpmaddwd 32(%[wp]), %%ymm5, %%ymm5\n\t"
-        "add $64, %[wp]\n\t"
         "vpaddd %%ymm0, %[a00], %[a00]\n\t"
         "vpaddd %%ymm1, %[a01], %[a01]\n\t"
         "vpaddd %%ymm2, %[a10], %[a10]\n\t"
         "vpaddd %%ymm3, %[a11], %[a11]\n\t"
         "vpaddd %%ymm4, %[a20], %[a20]\n\t"
         "vpaddd %%ymm5, %[a21], %[a21]\n\t"
-        "dec %[nseg]\n\t"
-        "jnz 1b\n\t"
+        SEG_NEXT
         : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20), [a21] "+x"(a21),
-          [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [nseg] "+r"(nseg), [p] "=&r"(p), [cnt] "=&r"(cnt)
-        : [o0] "r"(o0), [o1] "r"(o1), [o2] "r"(o2)
+          [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
+        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2])
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "cc", "memory");
-    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11; acc[2][0] = a20; acc[2][1] = a21;
-}
-
-/* 4 pixels: s16 sums in ymm0-5 and ymm10-11, the s32 accumulators in memory (acc, 8 x 32 bytes,
- * touched once per segment). */
-static inline __attribute__((always_inline)) void segs4(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn,
-                                                        int nseg, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2, ptrdiff_t o3,
-                                                        __m256i *acc) {
-    const uint8_t *p;
-    long cnt;
-#define FLUSH4(s, woff, aoff)                                                    \
-    "vpmaddwd " woff "(%[wp]), %%ymm" s ", %%ymm" s "\n\t"                       \
-    "vpaddd " aoff "(%[acc]), %%ymm" s ", %%ymm" s "\n\t"                        \
-    "vmovdqa %%ymm" s ", " aoff "(%[acc])\n\t"
-    __asm__ volatile(
-        "1:\n\t"
-        "movslq (%[segn]), %[cnt]\n\t"
-        "add $4, %[segn]\n\t"
-        LOAD_STEP
-        FIRST_PIX("o0", "0", "1")
-        FIRST_PIX("o1", "2", "3")
-        FIRST_PIX("o2", "4", "5")
-        FIRST_PIX("o3", "10", "11")
-        "dec %[cnt]\n\t"
-        "jz 3f\n\t"
-        "2:\n\t"
-        LOAD_STEP
-        STEP_PIX("o0", "0", "1")
-        STEP_PIX("o1", "2", "3")
-        STEP_PIX("o2", "4", "5")
-        STEP_PIX("o3", "10", "11")
-        "dec %[cnt]\n\t"
-        "jnz 2b\n\t"
-        "3:\n\t"
-        FLUSH4("0", "0", "0") FLUSH4("1", "32", "32")
-        FLUSH4("2", "0", "64") FLUSH4("3", "32", "96")
-        FLUSH4("4", "0", "128") FLUSH4("5", "32", "160")
-        FLUSH4("10", "0", "192") FLUSH4("11", "32", "224")
-        "add $64, %[wp]\n\t"
-        "dec %[nseg]\n\t"
-        "jnz 1b\n\t"
-        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [nseg] "+r"(nseg), [p] "=&r"(p), [cnt] "=&r"(cnt)
-        : [o0] "r"(o0), [o1] "r"(o1), [o2] "r"(o2), [o3] "r"(o3), [acc] "r"(acc)
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-          "cc", "memory");
-#undef FLUSH4
-}
-
-/* 3 pixels x 16 channels, ternary / 4-bit codes. o0..o2: byte offsets of the pixels from the
- * step pointers. */
-static void ukr_maddubs(const run_ctx *X, const uint8_t *blk, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2,
-                        uint8_t *y, int n, int nc) {
-    const int32_t *P = (const int32_t *)blk;
-    __m256i acc[MR][2];
-    const __m256i b0 = _mm256_load_si256((const __m256i *)P), b1 = _mm256_load_si256((const __m256i *)(P + 8));
-    acc[0][0] = acc[1][0] = acc[2][0] = b0;
-    acc[0][1] = acc[1][1] = acc[2][1] = b1;
-    segs3(X->sp, (const int8_t *)(blk + PARAM_BYTES), X->segn, X->nseg, o0, o1, o2, acc);
-    store_tile(X, acc, P, y, n, nc);
-}
-
-/* 4 pixels x 16 channels, ternary / 4-bit codes: 8 s16 sums + 2 weights + 1 broadcast in
- * registers; the s32 accumulators live in L1 (touched once per segment). */
-static void ukr_maddubs4(const run_ctx *X, const uint8_t *blk, const ptrdiff_t *o, uint8_t *y, int n, int nc) {
-    const int32_t *P = (const int32_t *)blk;
-    __m256i acc[4][2];
-    const __m256i b0 = _mm256_load_si256((const __m256i *)P), b1 = _mm256_load_si256((const __m256i *)(P + 8));
-    acc[0][0] = acc[1][0] = acc[2][0] = acc[3][0] = b0;
-    acc[0][1] = acc[1][1] = acc[2][1] = acc[3][1] = b1;
-    segs4(X->sp, (const int8_t *)(blk + PARAM_BYTES), X->segn, X->nseg, o[0], o[1], o[2], o[3], &acc[0][0]);
-    store_tile4(X, acc, P, y, n, nc);
+    acc[0] = a00; acc[1] = a01; acc[2] = a10; acc[3] = a11; acc[4] = a20; acc[5] = a21;
 }
 
 /* 8-bit codes, one cluster (the usual case): 4 pixels x 16 channels of s32 sums in ymm registers
  * (chosen by the compiler), codes in ymm12-13, broadcast ymm14, product ymm15. The cluster scale
- * is applied once, after the loop. */
+ * is applied once, after the loop. acc: in (bias) and out. */
 #define W8_PIX(o, sA, sB)                                                       \
     "vpbroadcastd (%[p],%[" o "]), %%ymm14\n\t"                                \
     "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"                                   \
@@ -607,12 +694,8 @@ static void ukr_maddubs4(const run_ctx *X, const uint8_t *blk, const ptrdiff_t *
     "vmovdqa (%[wp]), %%ymm12\n\t"                                             \
     "vmovdqa 32(%[wp]), %%ymm13\n\t"                                           \
     "add $64, %[wp]\n\t"
-static void ukr_w8x4(const run_ctx *X, const uint8_t *blk, const ptrdiff_t *o, uint8_t *y, int n, int nc) {
-    const int32_t *P = (const int32_t *)blk;
-    const uint8_t *const *sp = X->sp;
-    const int8_t *wp = (const int8_t *)(blk + PARAM_BYTES);
+static void w8x4(const uint8_t *const *sp, const int8_t *wp, long cnt, const ptrdiff_t *o, __m256i *acc) {
     const uint8_t *p;
-    long cnt = X->segn[0];
     __m256i s00, s01, s10, s11, s20, s21, s30, s31;
     __asm__ volatile(
         W8_LOAD
@@ -633,105 +716,184 @@ static void ukr_w8x4(const run_ctx *X, const uint8_t *blk, const ptrdiff_t *o, u
         : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3])
         : "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
     const __m256i c0 = _mm256_load_si256((const __m256i *)wp), c1 = _mm256_load_si256((const __m256i *)(wp + 32));
-    const __m256i b0 = _mm256_load_si256((const __m256i *)P), b1 = _mm256_load_si256((const __m256i *)(P + 8));
-    __m256i acc[4][2] = {
-        {_mm256_add_epi32(b0, _mm256_mullo_epi32(s00, c0)), _mm256_add_epi32(b1, _mm256_mullo_epi32(s01, c1))},
-        {_mm256_add_epi32(b0, _mm256_mullo_epi32(s10, c0)), _mm256_add_epi32(b1, _mm256_mullo_epi32(s11, c1))},
-        {_mm256_add_epi32(b0, _mm256_mullo_epi32(s20, c0)), _mm256_add_epi32(b1, _mm256_mullo_epi32(s21, c1))},
-        {_mm256_add_epi32(b0, _mm256_mullo_epi32(s30, c0)), _mm256_add_epi32(b1, _mm256_mullo_epi32(s31, c1))},
-    };
-    store_tile4(X, acc, P, y, n, nc);
+    acc[0] = _mm256_add_epi32(acc[0], _mm256_mullo_epi32(s00, c0)); acc[1] = _mm256_add_epi32(acc[1], _mm256_mullo_epi32(s01, c1));
+    acc[2] = _mm256_add_epi32(acc[2], _mm256_mullo_epi32(s10, c0)); acc[3] = _mm256_add_epi32(acc[3], _mm256_mullo_epi32(s11, c1));
+    acc[4] = _mm256_add_epi32(acc[4], _mm256_mullo_epi32(s20, c0)); acc[5] = _mm256_add_epi32(acc[5], _mm256_mullo_epi32(s21, c1));
+    acc[6] = _mm256_add_epi32(acc[6], _mm256_mullo_epi32(s30, c0)); acc[7] = _mm256_add_epi32(acc[7], _mm256_mullo_epi32(s31, c1));
 }
 
-/* 3 pixels x 16 channels, 8-bit codes on s16-widened rows. */
-static void ukr_madd16(const run_ctx *X, const uint8_t *blk, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t o2,
-                       uint8_t *y, int n, int nc) {
-    const int32_t *P = (const int32_t *)blk;
-    const int8_t *wp = (const int8_t *)(blk + PARAM_BYTES);
-    const uint8_t *const *sp = X->sp;
-    __m256i acc[MR][2];
-    const __m256i b0 = _mm256_load_si256((const __m256i *)P), b1 = _mm256_load_si256((const __m256i *)(P + 8));
-    acc[0][0] = acc[1][0] = acc[2][0] = b0;
-    acc[0][1] = acc[1][1] = acc[2][1] = b1;
-    for (int sg = 0; sg < X->nseg; sg++) {
-        const int ns = X->segn[sg];
+/* 3 pixels, 8-bit codes on s16-widened rows, any number of clusters. acc: in (bias) and out. */
+static void madd16x3(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+    for (; *segn; segn++) {
         __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00;
-        for (int k = 0; k < ns; k++) {
+        for (int k = 0; k < *segn; k++) {
             const __m256i w0 = _mm256_load_si256((const __m256i *)wp);
             const __m256i w1 = _mm256_load_si256((const __m256i *)(wp + 32));
             const uint8_t *p = *sp++;
-            __m256i x = bcast4(p + o0);
+            __m256i x = bcast4(p + o[0]);
             s00 = _mm256_add_epi32(s00, _mm256_madd_epi16(x, w0));
             s01 = _mm256_add_epi32(s01, _mm256_madd_epi16(x, w1));
-            x = bcast4(p + o1);
+            x = bcast4(p + o[1]);
             s10 = _mm256_add_epi32(s10, _mm256_madd_epi16(x, w0));
             s11 = _mm256_add_epi32(s11, _mm256_madd_epi16(x, w1));
-            x = bcast4(p + o2);
+            x = bcast4(p + o[2]);
             s20 = _mm256_add_epi32(s20, _mm256_madd_epi16(x, w0));
             s21 = _mm256_add_epi32(s21, _mm256_madd_epi16(x, w1));
             wp += 64;
         }
         const __m256i c0 = _mm256_load_si256((const __m256i *)wp), c1 = _mm256_load_si256((const __m256i *)(wp + 32));
         wp += 64;
-        acc[0][0] = _mm256_add_epi32(acc[0][0], _mm256_mullo_epi32(s00, c0));
-        acc[0][1] = _mm256_add_epi32(acc[0][1], _mm256_mullo_epi32(s01, c1));
-        acc[1][0] = _mm256_add_epi32(acc[1][0], _mm256_mullo_epi32(s10, c0));
-        acc[1][1] = _mm256_add_epi32(acc[1][1], _mm256_mullo_epi32(s11, c1));
-        acc[2][0] = _mm256_add_epi32(acc[2][0], _mm256_mullo_epi32(s20, c0));
-        acc[2][1] = _mm256_add_epi32(acc[2][1], _mm256_mullo_epi32(s21, c1));
+        acc[0] = _mm256_add_epi32(acc[0], _mm256_mullo_epi32(s00, c0));
+        acc[1] = _mm256_add_epi32(acc[1], _mm256_mullo_epi32(s01, c1));
+        acc[2] = _mm256_add_epi32(acc[2], _mm256_mullo_epi32(s10, c0));
+        acc[3] = _mm256_add_epi32(acc[3], _mm256_mullo_epi32(s11, c1));
+        acc[4] = _mm256_add_epi32(acc[4], _mm256_mullo_epi32(s20, c0));
+        acc[5] = _mm256_add_epi32(acc[5], _mm256_mullo_epi32(s21, c1));
     }
-    store_tile(X, acc, P, y, n, nc);
 }
 
-/* One run of npix output pixels whose step pointers are in X->sp; pixel i reads at +i*pstride. */
-static void do_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int npix, ptrdiff_t pstride, uint8_t *yrow) {
-    const uint8_t *base = (const uint8_t *)H;
+/* ---- the band driver ---- */
+static void band_run(const tern_qconv *c, const pk_hdr *H, const uint8_t *x, int h, int w,
+                     uint8_t *y, int oy0, int oy1, void *scratch, const ep_ctx *E) {
+    const uint8_t *pbase = (const uint8_t *)H;
+    const pk_step *st = (const pk_step *)(pbase + H->off_step);
+    const int32_t *segn = (const int32_t *)(pbase + H->off_seg);
+    const int ow = tern_qconv_out_w(c, w), cin = c->cin, elem = H->elem;
     const int cing = c->cin / c->groups, coutg = c->cout / c->groups;
-    /* Tiling: 3-pixel tiles keep the s32 accumulators in registers and are the fastest per
-     * pixel; 4-pixel tiles (accumulators in L1) cover npix exactly (any npix >= 6 is 3a + 4b)
-     * instead of a partly wasted last 3-pixel tile, worth it unless segments are so short that
-     * the memory flushes dominate. */
-    const int n4 = H->kind == KIND_MADDUBS && H->nsteps >= 4 * H->nseg && npix >= 4 * (npix % 3) ? npix % 3 : 0;
-    for (int gi = 0; gi < c->groups; gi++) {
-        const ptrdiff_t goff = (ptrdiff_t)gi * cing * H->elem;
-        for (int b = 0; b < H->ncb; b++) {
-            const uint8_t *blk = base + H->off_blk + (size_t)(gi * H->ncb + b) * H->blk_bytes;
-            const int nc = TERN_MIN(NR, coutg - b * NR);
-            uint8_t *yb = yrow + gi * coutg + b * NR;
-            int px = 0;
-            if (H->kind == KIND_MADD16 && H->nseg == 1) {
-                for (; px < npix; px += 4) {
-                    const int n = TERN_MIN(4, npix - px);
-                    ptrdiff_t o[4];
-                    for (int i = 0; i < 4; i++) o[i] = goff + (ptrdiff_t)(px + TERN_MIN(i, n - 1)) * pstride;
-                    ukr_w8x4(X, blk, o, yb + (size_t)px * c->cout, n, nc);
-                }
-                continue;
+    const int wp = row_w(c, w), B = band_rows(c, w);
+    const size_t rb = row_bytes(c, w);
+    uint8_t *sc = scratch;
+    const uint8_t **sp = (const uint8_t **)sc; sc += A64((size_t)H->nsteps * sizeof(void *));
+    __m256i *acc = (__m256i *)sc; sc += A64(MAXPX * 2 * sizeof(__m256i));
+    uint8_t *band = sc;
+    const int direct = H->kind == KIND_MADDUBS && !c->in_signed && H->direct_ok && c->pad_l == 0 && wp <= w;
+    const ptrdiff_t pxs = (ptrdiff_t)c->sw * cin * elem;   /* next pixel of a row */
+    /* tile shapes: long segments (3x3 and larger) take 4-6 pixel tiles with the accumulators in
+     * memory, short ones 3-pixel tiles with them in registers; 8-bit codes their own two */
+    const int w8one = H->kind == KIND_MADD16 && H->nseg == 1;
+    const int tmax = H->kind == KIND_MADD16 ? (w8one ? 4 : 3) : H->nsteps >= 12 * H->nseg ? MAXPX : 3;
+    for (int by0 = oy0; by0 < oy1; by0 += B) {
+        const int by1 = TERN_MIN(by0 + B, oy1), nin = band_in_rows(c, by1 - by0), iy0 = by0 * c->sh - c->pad_t;
+        const uint8_t *base;
+        ptrdiff_t rs;
+        if (direct && iy0 >= 0 && iy0 + nin <= h) {
+            base = x + (size_t)iy0 * w * cin;
+            rs = (ptrdiff_t)w * cin;
+        } else {
+            for (int k = 0; k < nin; k++) {
+                const int iy = iy0 + k;
+                fill_row(c, H->kind, H->pair_n, iy < 0 || iy >= h ? NULL : x + (size_t)iy * w * cin, w, wp, band + k * rb, rb);
             }
-            if (n4) {
-                /* first the 4-pixel tiles that make the rest a multiple of 3 */
-                for (int t = 0; t < n4; t++, px += 4) {
-                    const ptrdiff_t o[4] = {goff + (ptrdiff_t)px * pstride, goff + (ptrdiff_t)(px + 1) * pstride,
-                                            goff + (ptrdiff_t)(px + 2) * pstride, goff + (ptrdiff_t)(px + 3) * pstride};
-                    ukr_maddubs4(X, blk, o, yb + (size_t)px * c->cout, 4, nc);
-                }
-            }
-            for (; px < npix; px += MR) {
-                const int n = TERN_MIN(MR, npix - px);
-                const ptrdiff_t o0 = goff + (ptrdiff_t)px * pstride;
-                const ptrdiff_t o1 = o0 + (n > 1 ? pstride : 0), o2 = o0 + (n > 2 ? 2 * pstride : (n > 1 ? pstride : 0));
-                if (H->kind == KIND_MADDUBS) ukr_maddubs(X, blk, o0, o1, o2, yb + (size_t)px * c->cout, n, nc);
-                else ukr_madd16(X, blk, o0, o1, o2, yb + (size_t)px * c->cout, n, nc);
-            }
+            base = band;
+            rs = (ptrdiff_t)rb;
         }
+        for (int s = 0; s < H->nsteps; s++)
+            sp[s] = base + (ptrdiff_t)(st[s].tap / c->kw) * c->dh * rs + (ptrdiff_t)(st[s].tap % c->kw) * c->dw * cin * elem +
+                    (ptrdiff_t)st[s].cb * elem;
+        const int npix = (by1 - by0) * ow;
+        const ptrdiff_t rstep = (ptrdiff_t)c->sh * rs;
+        /* tiles of tmax pixels; with memory accumulators the pixels are spread evenly over
+         * ceil(npix / 6) tiles (4 to 6 each once npix >= 13) instead of a short last tile */
+        const int ntile = (npix + tmax - 1) / tmax;
+        const int even = tmax == MAXPX, nbase = even ? npix / ntile : tmax, nextra = even ? npix % ntile : 0;
+        for (int gi = 0; gi < c->groups; gi++)
+            for (int b = 0; b < H->ncb; b++) {
+                const uint8_t *blk = pbase + H->off_blk + (size_t)(gi * H->ncb + b) * H->blk_bytes;
+                const int32_t *P = (const int32_t *)blk;
+                const int8_t *wq = (const int8_t *)(blk + QPARAM_BYTES);
+                const int nc = TERN_MIN(NR, coutg - b * NR);
+                const __m256i b0 = _mm256_load_si256((const __m256i *)(P + Q_BIAS)), b1 = _mm256_load_si256((const __m256i *)(P + Q_BIAS + 8));
+                const ptrdiff_t goff = (ptrdiff_t)gi * cing * elem;
+                size_t at = (size_t)by0 * ow * c->cout + (size_t)gi * coutg + (size_t)b * NR;
+                int rr = 0, cc = 0;   /* band row and column of the next pixel */
+                for (int t = 0, p = 0; p < npix; t++) {
+                    const int n = TERN_MIN(even ? nbase + (t < nextra) : tmax, npix - p);
+                    ptrdiff_t o[MAXPX];
+                    for (int i = 0; i < n; i++) {
+                        o[i] = goff + rr * rstep + cc * pxs;
+                        if (++cc == ow) { cc = 0; rr++; }
+                    }
+                    for (int i = n; i < MAXPX; i++) o[i] = o[n - 1];
+                    const int nt = w8one ? 4 : n <= 3 ? 3 : n;   /* pixels the tile computes */
+                    for (int i = 0; i < nt; i++) { acc[2 * i] = b0; acc[2 * i + 1] = b1; }
+                    if (H->kind == KIND_MADD16) {
+                        if (w8one) w8x4(sp, wq, segn[0], o, acc);
+                        else madd16x3(sp, wq, segn, o, acc);
+                    } else if (nt == 6) segs6m(sp, wq, segn, o, acc);
+                    else if (nt == 5) segs5m(sp, wq, segn, o, acc);
+                    else if (nt == 4) segs4m(sp, wq, segn, o, acc);
+                    else segs3r(sp, wq, segn, o, acc);
+                    if (P[Q_FLAGS]) epi_any(E, P, acc, n, y, at, nc);
+                    else epi_plain(E, P, acc, n, y, at, nc);
+                    at += (size_t)n * c->cout;
+                    p += n;
+                }
+            }
     }
+}
+
+static void ep_init(ep_ctx *E, const tern_qconv *c, int qmin, int qmax) {
+    memset(E, 0, sizeof *E);
+    E->cout = c->cout;
+    E->osgn = qmin < 0;
+    E->clamp = E->osgn ? qmin > -128 || qmax < 127 : qmin > 0 || qmax < 255;
+    E->lo8 = _mm256_set1_epi8((char)qmin);
+    E->hi8 = _mm256_set1_epi8((char)qmax);
+}
+
+static void avx2_run(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
+                     uint8_t *y, int oy0, int oy1, void *scratch) {
+    ep_ctx E;
+    ep_init(&E, c, c->qmin, c->qmax);
+    band_run(c, packed, x, h, w, y, oy0, oy1, scratch, &E);
+}
+
+static void run_then_add(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w, uint8_t *y,
+                         int oy0, int oy1, void *scratch, const tern_qadd *a);
+
+/* The fused add is done in s16 when every value it can meet fits: conv value << lc plus
+ * residual << lr plus the rounding. Otherwise the conv rows are stored and added in place. */
+static int add16_ok(const tern_qconv *c, const tern_qadd *a) {
+    if (a->lc > 14 || a->lr > 14 || a->rs > 15) return 0;
+    const int64_t rl = a->r_signed ? -128 : 0, rh = a->r_signed ? 127 : 255;
+    const int64_t lo = (int64_t)c->qmin * (1 << a->lc) + rl * (1 << a->lr);
+    const int64_t hi = (int64_t)c->qmax * (1 << a->lc) + rh * (1 << a->lr) + (a->rs > 0 ? 1 << (a->rs - 1) : 0);
+    return lo >= -32768 && hi <= 32767;
+}
+
+static void avx2_run_add(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
+                         uint8_t *y, int oy0, int oy1, void *scratch, const tern_qadd *a) {
+    if (!add16_ok(c, a)) {
+        run_then_add(c, packed, x, h, w, y, oy0, oy1, scratch, a);
+        return;
+    }
+    ep_ctx E;
+    ep_init(&E, c, a->qmin, a->qmax);
+    E.add = 1;
+    E.rsgn = a->r_signed;
+    E.r = a->r;
+    E.cmin = _mm256_set1_epi16((short)c->qmin);
+    E.cmax = _mm256_set1_epi16((short)c->qmax);
+    E.rnd = _mm256_set1_epi16((short)(a->rs > 0 ? 1 << (a->rs - 1) : 0));
+    E.lc = _mm_cvtsi32_si128(a->lc);
+    E.lr = _mm_cvtsi32_si128(a->lr);
+    E.rs = _mm_cvtsi32_si128(a->rs);
+    band_run(c, packed, x, h, w, y, oy0, oy1, scratch, &E);
 }
 
 #else
-/* conv_avx512vnni.c provides the tiles */
+/* conv_avx512vnni.c provides the tiles; rows go through a ring of padded rows */
 static void vnni_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int npix, ptrdiff_t pstride, uint8_t *yrow);
 #define do_pixels vnni_pixels
-#endif
+
+static size_t avx2_scratch_size(const tern_qconv *c, int w) {
+    int ns, nseg;
+    plan(c, NULL, NULL, NULL, &ns, &nseg);
+    const int khw = c->kh * c->kw;
+    return A64((size_t)ns * sizeof(void *)) + A64((size_t)khw * sizeof(void *)) +
+           A64((size_t)c->kh * sizeof(void *)) + A64((size_t)n_slots(c) * sizeof(int)) +
+           (size_t)(n_slots(c) + 1) * row_bytes(c, w);
+}
 
 static void avx2_run(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
                      uint8_t *y, int oy0, int oy1, void *scratch) {
@@ -787,6 +949,25 @@ static void avx2_run(const tern_qconv *c, const void *packed, const uint8_t *x, 
         do_pixels(c, H, &X, ow, pstride, y + (size_t)oy * ow * c->cout);
     }
 }
+
+#endif
+
+/* run_add for kernels without a fused epilogue: the conv rows, then the add over them in place
+ * (exactly the unfused sequence; tern_add__avx2 is AVX2, which every caller here has). */
+#define RUN_THEN_ADD(name, run)                                                                        \
+    static void name(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w, uint8_t *y, \
+                     int oy0, int oy1, void *scratch, const tern_qadd *a) {                           \
+        run(c, packed, x, h, w, y, oy0, oy1, scratch);                                                 \
+        const size_t row = (size_t)tern_qconv_out_w(c, w) * c->cout, off = (size_t)oy0 * row;         \
+        if (oy1 > oy0)                                                                                 \
+            tern_add__avx2(y + off, c->qmin < 0, a->r + off, a->r_signed, y + off, (size_t)(oy1 - oy0) * row, \
+                           a->lc, a->lr, a->rs, a->qmin, a->qmax);                                     \
+    }
+#if TERN_CONV_VNNI
+RUN_THEN_ADD(avx2_run_add, avx2_run)
+#else
+RUN_THEN_ADD(run_then_add, avx2_run)
+#endif
 
 #if !TERN_CONV_VNNI   /* depthwise and the AVX2 kernel tables */
 /* ---- depthwise (one input and one output channel per group), any code type ----
@@ -921,17 +1102,19 @@ static void dw_run(const tern_qconv *c, const void *packed, const uint8_t *x, in
     }
 }
 
+RUN_THEN_ADD(dw_run_add, dw_run)
+
 const tern_conv_kernel tern_conv_dw_1x16__avx2 = {
-    "conv_dw_1x16__avx2", dw_packed_size, dw_pack, dw_scratch_size, dw_run,
+    "conv_dw_1x16__avx2", dw_packed_size, dw_pack, dw_scratch_size, dw_run, dw_run_add,
 };
 
 const tern_conv_kernel tern_conv_t2_3x16__avx2 = {
-    "conv_t2_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+    "conv_t2_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
 };
 const tern_conv_kernel tern_conv_t4_3x16__avx2 = {
-    "conv_t4_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+    "conv_t4_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
 };
 const tern_conv_kernel tern_conv_w8_3x16__avx2 = {
-    "conv_w8_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+    "conv_w8_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
 };
 #endif

@@ -123,11 +123,11 @@ static void vnni_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int np
 }
 
 const tern_conv_kernel tern_conv_t2_8x16__avx512vnni = {
-    "conv_t2_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+    "conv_t2_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
 };
 const tern_conv_kernel tern_conv_t4_8x16__avx512vnni = {
-    "conv_t4_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+    "conv_t4_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
 };
 const tern_conv_kernel tern_conv_w8_8x16__avx512vnni = {
-    "conv_w8_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run,
+    "conv_w8_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
 };
