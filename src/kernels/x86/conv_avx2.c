@@ -88,7 +88,10 @@ typedef struct pk_hdr {
     int64_t off_step, off_seg, off_blk;
 } pk_hdr;
 
-typedef struct pk_step { int32_t tap, cb; } pk_step;   /* tap = ky*kw+kx; cb: first channel in group */
+typedef struct pk_step {
+    int32_t tap, cb;           /* tap = ky*kw+kx; cb: first channel in group */
+    int32_t dy, dx;            /* input rows (ky*dh) and bytes within a row ((kx*dw*cin + cb)*elem) */
+} pk_step;
 
 #define A64(n) TERN_ALIGN_UP((size_t)(n), (size_t)64)
 
@@ -242,6 +245,10 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
     for (int s = 0; s < ns; s++) maxcb = TERN_MAX(maxcb, st[s].cb + per);
     H->pair_n = pair_n(c);
     H->direct_ok = H->kind == KIND_MADDUBS && maxcb <= run && !H->pair_n;
+    for (int s = 0; s < ns; s++) {
+        st[s].dy = st[s].tap / c->kw * c->dh;
+        st[s].dx = ((st[s].tap % c->kw) * c->dw * c->cin + st[s].cb) * H->elem;
+    }
 
     for (int gi = 0; gi < c->groups; gi++)
         for (int b = 0; b < H->ncb; b++) {
@@ -461,6 +468,7 @@ static size_t avx2_scratch_size(const tern_qconv *c, int w) {
     int ns, nseg;
     plan(c, NULL, NULL, NULL, &ns, &nseg);
     return A64((size_t)ns * sizeof(void *)) + A64(MAXPX * 2 * sizeof(__m256i)) +
+           A64((size_t)band_rows(c, w) * tern_qconv_out_w(c, w) * sizeof(int32_t)) +
            (size_t)band_in_rows(c, band_rows(c, w)) * row_bytes(c, w);
 }
 
@@ -496,7 +504,9 @@ static inline __attribute__((always_inline)) __m256i rq8(__m256i a, const int32_
  * with a fused add, the conv's clamp and then the add's arithmetic, exact in s16 (add16_ok). */
 static inline __attribute__((always_inline)) __m256i px16(const ep_ctx *E, const __m256i *acc, const int32_t *P,
                                                           size_t at, int nc, int blend, int sh0) {
-    __m256i t = _mm256_packs_epi32(rq8(acc[0], P, 0, blend, sh0), rq8(acc[1], P, 1, blend, sh0));
+    const __m256i a0 = _mm256_add_epi32(acc[0], _mm256_load_si256((const __m256i *)(P + Q_BIAS)));
+    const __m256i a1 = _mm256_add_epi32(acc[1], _mm256_load_si256((const __m256i *)(P + Q_BIAS + 8)));
+    __m256i t = _mm256_packs_epi32(rq8(a0, P, 0, blend, sh0), rq8(a1, P, 1, blend, sh0));
     if (E->add) {
         __m128i rb;
         if (nc == NR) rb = _mm_loadu_si128((const __m128i *)(E->r + at));
@@ -513,8 +523,8 @@ static inline __attribute__((always_inline)) __m256i px16(const ep_ctx *E, const
     return t;
 }
 
-/* Requantise n pixels (acc[2i], acc[2i+1]: pixel i) and store them at y + at + i*cout, two
- * pixels per pack. */
+/* Requantise n pixels (acc[2i], acc[2i+1]: pixel i, without the bias) and store them at
+ * y + at + i*cout, two pixels per pack. */
 static inline __attribute__((always_inline)) void epi(const ep_ctx *E, const int32_t *P, const __m256i *acc, int n,
                                                       uint8_t *y, size_t at, int nc, int blend, int sh0) {
     for (int i = 0; i < n; i += 2) {
@@ -538,13 +548,6 @@ static inline __attribute__((always_inline)) void epi(const ep_ctx *E, const int
         }
     }
 }
-static __attribute__((noinline)) void epi_plain(const ep_ctx *E, const int32_t *P, const __m256i *acc, int n, uint8_t *y, size_t at, int nc) {
-    epi(E, P, acc, n, y, at, nc, 0, 0);
-}
-static __attribute__((noinline)) void epi_any(const ep_ctx *E, const int32_t *P, const __m256i *acc, int n, uint8_t *y, size_t at, int nc) {
-    epi(E, P, acc, n, y, at, nc, (P[Q_FLAGS] & Q_F_BLEND) != 0, (P[Q_FLAGS] & Q_F_SH0) != 0);
-}
-
 /* ---- tiles: the segment loops, in inline asm because GCC 12 keeps copying the loop-carried
  * sums between registers and spilling the accumulators around them (measured: ~25% slower).
  * One step: load 16 channels x 4 codes (2 ymm), broadcast each pixel's 4 bytes, vpmaddubsw
@@ -569,74 +572,87 @@ static __attribute__((noinline)) void epi_any(const ep_ctx *E, const int32_t *P,
     "vmovdqa (%[wp]), %%ymm6\n\t"                                              \
     "vmovdqa 32(%[wp]), %%ymm7\n\t"                                            \
     "add $64, %[wp]\n\t"
-#define SEG_HEAD "1:\n\tmovslq (%[segn]), %[cnt]\n\tadd $4, %[segn]\n\t" LOAD_STEP
+#define SEG_HEAD "movslq (%[segn]), %[cnt]\n\tadd $4, %[segn]\n\t" LOAD_STEP
 #define SEG_MID "dec %[cnt]\n\tjz 3f\n\t2:\n\t" LOAD_STEP
 #define SEG_END "dec %[cnt]\n\tjnz 2b\n\t3:\n\t"
-#define SEG_NEXT "add $64, %[wp]\n\tcmpl $0, (%[segn])\n\tjnz 1b\n\t"
+/* after the first segment (peeled: its flush stores, the others add) */
+#define SEG_FIRST_DONE "add $64, %[wp]\n\tcmpl $0, (%[segn])\n\tje 9f\n\t1:\n\t"
+#define SEG_NEXT "add $64, %[wp]\n\tcmpl $0, (%[segn])\n\tjnz 1b\n\t9:\n\t"
 /* flush into accumulators in memory (acc, 32 bytes per vector, touched once per segment) */
 #define FLM(s, woff, aoff)                                                       \
     "vpmaddwd " woff "(%[wp]), %%ymm" s ", %%ymm" s "\n\t"                       \
     "vpaddd " aoff "(%[acc]), %%ymm" s ", %%ymm" s "\n\t"                        \
     "vmovdqa %%ymm" s ", " aoff "(%[acc])\n\t"
+#define FLS(s, woff, aoff)                                                       \
+    "vpmaddwd " woff "(%[wp]), %%ymm" s ", %%ymm" s "\n\t"                       \
+    "vmovdqa %%ymm" s ", " aoff "(%[acc])\n\t"
 #define ALL_YMM "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
     "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
 
 /* 6 pixels: s16 sums in ymm0-5 and ymm10-15, codes ymm6-7, broadcast ymm8, product ymm9; the s32
- * accumulators in memory. With 18-step segments (3x3, N=4 pairs) ~10% faster per MAC than 3
- * pixels with register accumulators, and the tile overhead is spread over twice the pixels. */
-static void segs6m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+ * accumulators (without the bias) in memory. With 18-step segments (3x3, N=4 pairs) ~10% faster
+ * per MAC than 3 pixels with register accumulators, and the tile overhead is spread over twice
+ * the pixels. */
+#define BODY6                                                                               \
+    SEG_HEAD                                                                                \
+    FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5")         \
+    FIRST_PIX("o3", "10", "11") FIRST_PIX("o4", "12", "13") FIRST_PIX("o5", "14", "15")   \
+    SEG_MID                                                                                 \
+    STEP_PIX("o0", "0", "1") STEP_PIX("o1", "2", "3") STEP_PIX("o2", "4", "5")            \
+    STEP_PIX("o3", "10", "11") STEP_PIX("o4", "12", "13") STEP_PIX("o5", "14", "15")      \
+    SEG_END
+#define FL6(F)                                                                              \
+    F("0", "0", "0") F("1", "32", "32") F("2", "0", "64") F("3", "32", "96")               \
+    F("4", "0", "128") F("5", "32", "160") F("10", "0", "192") F("11", "32", "224")        \
+    F("12", "0", "256") F("13", "32", "288") F("14", "0", "320") F("15", "32", "352")
+static inline __attribute__((always_inline)) void segs6m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
     const uint8_t *p;
     long cnt;
     __asm__ volatile(
-        SEG_HEAD
-        FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5")
-        FIRST_PIX("o3", "10", "11") FIRST_PIX("o4", "12", "13") FIRST_PIX("o5", "14", "15")
-        SEG_MID
-        STEP_PIX("o0", "0", "1") STEP_PIX("o1", "2", "3") STEP_PIX("o2", "4", "5")
-        STEP_PIX("o3", "10", "11") STEP_PIX("o4", "12", "13") STEP_PIX("o5", "14", "15")
-        SEG_END
-        FLM("0", "0", "0") FLM("1", "32", "32") FLM("2", "0", "64") FLM("3", "32", "96")
-        FLM("4", "0", "128") FLM("5", "32", "160") FLM("10", "0", "192") FLM("11", "32", "224")
-        FLM("12", "0", "256") FLM("13", "32", "288") FLM("14", "0", "320") FLM("15", "32", "352")
-        SEG_NEXT
+        BODY6 FL6(FLS) SEG_FIRST_DONE BODY6 FL6(FLM) SEG_NEXT
         : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
         : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [o4] "r"(o[4]), [o5] "r"(o[5]), [acc] "r"(acc)
         : ALL_YMM);
 }
 /* 5 pixels: sums ymm0-5, 10-13; two sets of temporaries (8-9, 14-15) */
-static void segs5m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+#define BODY5                                                                               \
+    SEG_HEAD                                                                                \
+    FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5")         \
+    FIRST_PIX("o3", "10", "11") FIRST_PIX("o4", "12", "13")                                \
+    SEG_MID                                                                                 \
+    STEP_PIXT("o0", "0", "1", "8", "9") STEP_PIXT("o1", "2", "3", "14", "15")             \
+    STEP_PIXT("o2", "4", "5", "8", "9") STEP_PIXT("o3", "10", "11", "14", "15")           \
+    STEP_PIXT("o4", "12", "13", "8", "9")                                                  \
+    SEG_END
+#define FL5(F)                                                                              \
+    F("0", "0", "0") F("1", "32", "32") F("2", "0", "64") F("3", "32", "96")               \
+    F("4", "0", "128") F("5", "32", "160") F("10", "0", "192") F("11", "32", "224")        \
+    F("12", "0", "256") F("13", "32", "288")
+static inline __attribute__((always_inline)) void segs5m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
     const uint8_t *p;
     long cnt;
     __asm__ volatile(
-        SEG_HEAD
-        FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5")
-        FIRST_PIX("o3", "10", "11") FIRST_PIX("o4", "12", "13")
-        SEG_MID
-        STEP_PIXT("o0", "0", "1", "8", "9") STEP_PIXT("o1", "2", "3", "14", "15") STEP_PIXT("o2", "4", "5", "8", "9")
-        STEP_PIXT("o3", "10", "11", "14", "15") STEP_PIXT("o4", "12", "13", "8", "9")
-        SEG_END
-        FLM("0", "0", "0") FLM("1", "32", "32") FLM("2", "0", "64") FLM("3", "32", "96")
-        FLM("4", "0", "128") FLM("5", "32", "160") FLM("10", "0", "192") FLM("11", "32", "224")
-        FLM("12", "0", "256") FLM("13", "32", "288")
-        SEG_NEXT
+        BODY5 FL5(FLS) SEG_FIRST_DONE BODY5 FL5(FLM) SEG_NEXT
         : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
         : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [o4] "r"(o[4]), [acc] "r"(acc)
         : ALL_YMM);
 }
 /* 4 pixels: sums ymm0-5, 10-11; temporaries rotate over 8-9, 12-13, 14-15 */
-static void segs4m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+#define BODY4                                                                               \
+    SEG_HEAD                                                                                \
+    FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5") FIRST_PIX("o3", "10", "11") \
+    SEG_MID                                                                                 \
+    STEP_PIXT("o0", "0", "1", "8", "9") STEP_PIXT("o1", "2", "3", "12", "13")             \
+    STEP_PIXT("o2", "4", "5", "14", "15") STEP_PIXT("o3", "10", "11", "8", "9")           \
+    SEG_END
+#define FL4(F)                                                                              \
+    F("0", "0", "0") F("1", "32", "32") F("2", "0", "64") F("3", "32", "96")               \
+    F("4", "0", "128") F("5", "32", "160") F("10", "0", "192") F("11", "32", "224")
+static inline __attribute__((always_inline)) void segs4m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
     const uint8_t *p;
     long cnt;
     __asm__ volatile(
-        SEG_HEAD
-        FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5") FIRST_PIX("o3", "10", "11")
-        SEG_MID
-        STEP_PIXT("o0", "0", "1", "8", "9") STEP_PIXT("o1", "2", "3", "12", "13")
-        STEP_PIXT("o2", "4", "5", "14", "15") STEP_PIXT("o3", "10", "11", "8", "9")
-        SEG_END
-        FLM("0", "0", "0") FLM("1", "32", "32") FLM("2", "0", "64") FLM("3", "32", "96")
-        FLM("4", "0", "128") FLM("5", "32", "160") FLM("10", "0", "192") FLM("11", "32", "224")
-        SEG_NEXT
+        BODY4 FL4(FLS) SEG_FIRST_DONE BODY4 FL4(FLM) SEG_NEXT
         : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
         : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [acc] "r"(acc)
         : ALL_YMM);
@@ -644,12 +660,13 @@ static void segs4m(const uint8_t *const *sp, const int8_t *wp, const int32_t *se
 
 /* 3 pixels with the s32 accumulators in registers (s16 sums ymm0-5, codes 6-7, temporaries
  * 8-9): for short segments (1x1 convs, 4-bit codes), where flushing to memory would cost more
- * than the steps. acc: in (bias) and out. */
-static void segs3r(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
-    __m256i a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3], a20 = acc[4], a21 = acc[5];
+ * than the steps. */
+static inline __attribute__((always_inline)) void segs3r(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
     const uint8_t *p;
     long cnt;
     __asm__ volatile(
+        "1:\n\t"
         SEG_HEAD
         FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5")
         SEG_MID
@@ -667,7 +684,7 @@ static void segs3r(const uint8_t *const *sp, const int8_t *wp, const int32_t *se
         "vpaddd %%ymm3, %[a11], %[a11]\n\t"
         "vpaddd %%ymm4, %[a20], %[a20]\n\t"
         "vpaddd %%ymm5, %[a21], %[a21]\n\t"
-        SEG_NEXT
+        "add $64, %[wp]\n\tcmpl $0, (%[segn])\n\tjnz 1b\n\t"
         : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20), [a21] "+x"(a21),
           [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
         : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2])
@@ -677,7 +694,7 @@ static void segs3r(const uint8_t *const *sp, const int8_t *wp, const int32_t *se
 
 /* 8-bit codes, one cluster (the usual case): 4 pixels x 16 channels of s32 sums in ymm registers
  * (chosen by the compiler), codes in ymm12-13, broadcast ymm14, product ymm15. The cluster scale
- * is applied once, after the loop. acc: in (bias) and out. */
+ * is applied once, after the loop. acc: out (without the bias), as for every tile. */
 #define W8_PIX(o, sA, sB)                                                       \
     "vpbroadcastd (%[p],%[" o "]), %%ymm14\n\t"                                \
     "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"                                   \
@@ -694,7 +711,7 @@ static void segs3r(const uint8_t *const *sp, const int8_t *wp, const int32_t *se
     "vmovdqa (%[wp]), %%ymm12\n\t"                                             \
     "vmovdqa 32(%[wp]), %%ymm13\n\t"                                           \
     "add $64, %[wp]\n\t"
-static void w8x4(const uint8_t *const *sp, const int8_t *wp, long cnt, const ptrdiff_t *o, __m256i *acc) {
+static inline __attribute__((always_inline)) void w8x4(const uint8_t *const *sp, const int8_t *wp, long cnt, const ptrdiff_t *o, __m256i *acc) {
     const uint8_t *p;
     __m256i s00, s01, s10, s11, s20, s21, s30, s31;
     __asm__ volatile(
@@ -716,14 +733,53 @@ static void w8x4(const uint8_t *const *sp, const int8_t *wp, long cnt, const ptr
         : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3])
         : "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
     const __m256i c0 = _mm256_load_si256((const __m256i *)wp), c1 = _mm256_load_si256((const __m256i *)(wp + 32));
-    acc[0] = _mm256_add_epi32(acc[0], _mm256_mullo_epi32(s00, c0)); acc[1] = _mm256_add_epi32(acc[1], _mm256_mullo_epi32(s01, c1));
-    acc[2] = _mm256_add_epi32(acc[2], _mm256_mullo_epi32(s10, c0)); acc[3] = _mm256_add_epi32(acc[3], _mm256_mullo_epi32(s11, c1));
-    acc[4] = _mm256_add_epi32(acc[4], _mm256_mullo_epi32(s20, c0)); acc[5] = _mm256_add_epi32(acc[5], _mm256_mullo_epi32(s21, c1));
-    acc[6] = _mm256_add_epi32(acc[6], _mm256_mullo_epi32(s30, c0)); acc[7] = _mm256_add_epi32(acc[7], _mm256_mullo_epi32(s31, c1));
+    acc[0] = _mm256_mullo_epi32(s00, c0); acc[1] = _mm256_mullo_epi32(s01, c1);
+    acc[2] = _mm256_mullo_epi32(s10, c0); acc[3] = _mm256_mullo_epi32(s11, c1);
+    acc[4] = _mm256_mullo_epi32(s20, c0); acc[5] = _mm256_mullo_epi32(s21, c1);
+    acc[6] = _mm256_mullo_epi32(s30, c0); acc[7] = _mm256_mullo_epi32(s31, c1);
 }
 
-/* 3 pixels, 8-bit codes on s16-widened rows, any number of clusters. acc: in (bias) and out. */
-static void madd16x3(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+/* 6 pixels, 8-bit codes, one cluster: sums in ymm0-11, codes 12-13, broadcast 14, product 15;
+ * the cluster scale is applied (vpmulld) and the sums stored at the end. */
+#define W8R_PIX(o, sA, sB)                                                      \
+    "vpbroadcastd (%[p],%[" o "]), %%ymm14\n\t"                                \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"                                   \
+    "vpaddd %%ymm15, %%ymm" sA ", %%ymm" sA "\n\t"                              \
+    "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"                                   \
+    "vpaddd %%ymm14, %%ymm" sB ", %%ymm" sB "\n\t"
+#define W8R_FIRST(o, sA, sB)                                                    \
+    "vpbroadcastd (%[p],%[" o "]), %%ymm14\n\t"                                \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm" sA "\n\t"                               \
+    "vpmaddwd %%ymm13, %%ymm14, %%ymm" sB "\n\t"
+#define W8R_OUT(s, coff, aoff)                                                  \
+    "vpmulld " coff "(%[wp]), %%ymm" s ", %%ymm" s "\n\t"                        \
+    "vmovdqa %%ymm" s ", " aoff "(%[acc])\n\t"
+static inline __attribute__((always_inline)) void w8x6(const uint8_t *const *sp, const int8_t *wp, long cnt, const ptrdiff_t *o, __m256i *acc) {
+    const uint8_t *p;
+    __asm__ volatile(
+        W8_LOAD
+        W8R_FIRST("o0", "0", "1") W8R_FIRST("o1", "2", "3") W8R_FIRST("o2", "4", "5")
+        W8R_FIRST("o3", "6", "7") W8R_FIRST("o4", "8", "9") W8R_FIRST("o5", "10", "11")
+        "dec %[cnt]\n\t"
+        "jz 3f\n\t"
+        "2:\n\t"
+        W8_LOAD
+        W8R_PIX("o0", "0", "1") W8R_PIX("o1", "2", "3") W8R_PIX("o2", "4", "5")
+        W8R_PIX("o3", "6", "7") W8R_PIX("o4", "8", "9") W8R_PIX("o5", "10", "11")
+        "dec %[cnt]\n\t"
+        "jnz 2b\n\t"
+        "3:\n\t"
+        W8R_OUT("0", "0", "0") W8R_OUT("1", "32", "32") W8R_OUT("2", "0", "64") W8R_OUT("3", "32", "96")
+        W8R_OUT("4", "0", "128") W8R_OUT("5", "32", "160") W8R_OUT("6", "0", "192") W8R_OUT("7", "32", "224")
+        W8R_OUT("8", "0", "256") W8R_OUT("9", "32", "288") W8R_OUT("10", "0", "320") W8R_OUT("11", "32", "352")
+        : [sp] "+r"(sp), [wp] "+r"(wp), [p] "=&r"(p), [cnt] "+r"(cnt)
+        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [o4] "r"(o[4]), [o5] "r"(o[5]), [acc] "r"(acc)
+        : ALL_YMM);
+}
+
+/* 3 pixels, 8-bit codes on s16-widened rows, any number of clusters. */
+static inline __attribute__((always_inline)) void madd16x3(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+    for (int i = 0; i < 6; i++) acc[i] = _mm256_setzero_si256();
     for (; *segn; segn++) {
         __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00;
         for (int k = 0; k < *segn; k++) {
@@ -753,6 +809,42 @@ static void madd16x3(const uint8_t *const *sp, const int8_t *wp, const int32_t *
 }
 
 /* ---- the band driver ---- */
+typedef struct tile_plan {
+    int kind;                   /* 0 MADDUBS 4-6 pixel tiles, 1 MADDUBS 3-pixel, 2 8-bit one cluster, 3 8-bit */
+    int npix, ntile, nbase, nextra;
+} tile_plan;
+
+/* The tiles of one block over the band's npix pixels (offsets pixoff), each requantised and
+ * stored as it is done. blend/sh0: rq8's variant (constants in the common case). */
+static inline __attribute__((always_inline)) void block_tiles(const tile_plan *T, const ep_ctx *E, const uint8_t *const *sp,
+                                                              const int32_t *segn, const int32_t *P, const int8_t *wq,
+                                                              const int32_t *pixoff, ptrdiff_t goff, __m256i *acc,
+                                                              uint8_t *y, size_t at, int nc, int blend, int sh0) {
+    for (int t = 0, p = 0; p < T->npix; t++) {
+        const int n = TERN_MIN(T->nbase + (t < T->nextra), T->npix - p);
+        ptrdiff_t o[MAXPX];
+        const int nt = T->kind == 1 || T->kind == 3 ? 3 : MAXPX;   /* offsets the tile reads */
+        for (int i = 0; i < nt; i++) o[i] = goff + pixoff[p + (i < n ? i : n - 1)];
+        switch (T->kind) {
+        case 0:
+            if (n == 6) segs6m(sp, wq, segn, o, acc);
+            else if (n == 5) segs5m(sp, wq, segn, o, acc);
+            else if (n == 4) segs4m(sp, wq, segn, o, acc);
+            else segs3r(sp, wq, segn, o, acc);
+            break;
+        case 1: segs3r(sp, wq, segn, o, acc); break;
+        case 2:
+            if (n > 4) w8x6(sp, wq, segn[0], o, acc);
+            else w8x4(sp, wq, segn[0], o, acc);
+            break;
+        default: madd16x3(sp, wq, segn, o, acc); break;
+        }
+        epi(E, P, acc, n, y, at, nc, blend, sh0);
+        at += (size_t)n * E->cout;
+        p += n;
+    }
+}
+
 static void band_run(const tern_qconv *c, const pk_hdr *H, const uint8_t *x, int h, int w,
                      uint8_t *y, int oy0, int oy1, void *scratch, const ep_ctx *E) {
     const uint8_t *pbase = (const uint8_t *)H;
@@ -765,13 +857,15 @@ static void band_run(const tern_qconv *c, const pk_hdr *H, const uint8_t *x, int
     uint8_t *sc = scratch;
     const uint8_t **sp = (const uint8_t **)sc; sc += A64((size_t)H->nsteps * sizeof(void *));
     __m256i *acc = (__m256i *)sc; sc += A64(MAXPX * 2 * sizeof(__m256i));
+    int32_t *pixoff = (int32_t *)sc; sc += A64((size_t)B * ow * sizeof(int32_t));
     uint8_t *band = sc;
     const int direct = H->kind == KIND_MADDUBS && !c->in_signed && H->direct_ok && c->pad_l == 0 && wp <= w;
     const ptrdiff_t pxs = (ptrdiff_t)c->sw * cin * elem;   /* next pixel of a row */
     /* tile shapes: long segments (3x3 and larger) take 4-6 pixel tiles with the accumulators in
-     * memory, short ones 3-pixel tiles with them in registers; 8-bit codes their own two */
-    const int w8one = H->kind == KIND_MADD16 && H->nseg == 1;
-    const int tmax = H->kind == KIND_MADD16 ? (w8one ? 4 : 3) : H->nsteps >= 12 * H->nseg ? MAXPX : 3;
+     * memory, short ones 3-pixel tiles with them in registers; 8-bit codes 4-6 (one cluster) or 3 */
+    tile_plan T;
+    T.kind = H->kind == KIND_MADD16 ? (H->nseg == 1 ? 2 : 3) : H->nsteps >= 4 * H->nseg ? 0 : 1;
+    const int tmax = T.kind == 0 || T.kind == 2 ? MAXPX : 3;
     for (int by0 = oy0; by0 < oy1; by0 += B) {
         const int by1 = TERN_MIN(by0 + B, oy1), nin = band_in_rows(c, by1 - by0), iy0 = by0 * c->sh - c->pad_t;
         const uint8_t *base;
@@ -787,47 +881,30 @@ static void band_run(const tern_qconv *c, const pk_hdr *H, const uint8_t *x, int
             base = band;
             rs = (ptrdiff_t)rb;
         }
-        for (int s = 0; s < H->nsteps; s++)
-            sp[s] = base + (ptrdiff_t)(st[s].tap / c->kw) * c->dh * rs + (ptrdiff_t)(st[s].tap % c->kw) * c->dw * cin * elem +
-                    (ptrdiff_t)st[s].cb * elem;
-        const int npix = (by1 - by0) * ow;
-        const ptrdiff_t rstep = (ptrdiff_t)c->sh * rs;
-        /* tiles of tmax pixels; with memory accumulators the pixels are spread evenly over
-         * ceil(npix / 6) tiles (4 to 6 each once npix >= 13) instead of a short last tile */
-        const int ntile = (npix + tmax - 1) / tmax;
-        const int even = tmax == MAXPX, nbase = even ? npix / ntile : tmax, nextra = even ? npix % ntile : 0;
+        for (int s = 0; s < H->nsteps; s++) sp[s] = base + st[s].dy * rs + st[s].dx;
+        T.npix = (by1 - by0) * ow;
+        {
+            const int32_t rstep = (int32_t)(c->sh * rs), cstep = (int32_t)pxs, nr = by1 - by0;
+            int32_t *po = pixoff;
+            for (int r = 0; r < nr; r++)
+                for (int q = 0; q < ow; q++) *po++ = r * rstep + q * cstep;
+        }
+        /* tiles of tmax pixels; 4-6 pixel tiles share the pixels evenly over ceil(npix / 6)
+         * (4 to 6 each once npix >= 13) instead of leaving a short last tile */
+        T.ntile = (T.npix + tmax - 1) / tmax;
+        T.nbase = tmax == MAXPX ? T.npix / T.ntile : tmax;
+        T.nextra = tmax == MAXPX ? T.npix % T.ntile : 0;
         for (int gi = 0; gi < c->groups; gi++)
             for (int b = 0; b < H->ncb; b++) {
                 const uint8_t *blk = pbase + H->off_blk + (size_t)(gi * H->ncb + b) * H->blk_bytes;
                 const int32_t *P = (const int32_t *)blk;
                 const int8_t *wq = (const int8_t *)(blk + QPARAM_BYTES);
                 const int nc = TERN_MIN(NR, coutg - b * NR);
-                const __m256i b0 = _mm256_load_si256((const __m256i *)(P + Q_BIAS)), b1 = _mm256_load_si256((const __m256i *)(P + Q_BIAS + 8));
                 const ptrdiff_t goff = (ptrdiff_t)gi * cing * elem;
-                size_t at = (size_t)by0 * ow * c->cout + (size_t)gi * coutg + (size_t)b * NR;
-                int rr = 0, cc = 0;   /* band row and column of the next pixel */
-                for (int t = 0, p = 0; p < npix; t++) {
-                    const int n = TERN_MIN(even ? nbase + (t < nextra) : tmax, npix - p);
-                    ptrdiff_t o[MAXPX];
-                    for (int i = 0; i < n; i++) {
-                        o[i] = goff + rr * rstep + cc * pxs;
-                        if (++cc == ow) { cc = 0; rr++; }
-                    }
-                    for (int i = n; i < MAXPX; i++) o[i] = o[n - 1];
-                    const int nt = w8one ? 4 : n <= 3 ? 3 : n;   /* pixels the tile computes */
-                    for (int i = 0; i < nt; i++) { acc[2 * i] = b0; acc[2 * i + 1] = b1; }
-                    if (H->kind == KIND_MADD16) {
-                        if (w8one) w8x4(sp, wq, segn[0], o, acc);
-                        else madd16x3(sp, wq, segn, o, acc);
-                    } else if (nt == 6) segs6m(sp, wq, segn, o, acc);
-                    else if (nt == 5) segs5m(sp, wq, segn, o, acc);
-                    else if (nt == 4) segs4m(sp, wq, segn, o, acc);
-                    else segs3r(sp, wq, segn, o, acc);
-                    if (P[Q_FLAGS]) epi_any(E, P, acc, n, y, at, nc);
-                    else epi_plain(E, P, acc, n, y, at, nc);
-                    at += (size_t)n * c->cout;
-                    p += n;
-                }
+                const size_t at = (size_t)by0 * ow * c->cout + (size_t)gi * coutg + (size_t)b * NR;
+                if (!P[Q_FLAGS]) block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, 0, 0);
+                else if (P[Q_FLAGS] == Q_F_BLEND) block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, 1, 0);
+                else block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, (P[Q_FLAGS] & Q_F_BLEND) != 0, 1);
             }
     }
 }
