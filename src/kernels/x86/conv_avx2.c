@@ -64,7 +64,7 @@ enum { P_BIAS = 0, P_MPOS = 16, P_MNEG = 32, P_CFIX = 48, P_RND = 64, P_TSH = 96
  * then flags for the block (Q_F_*). */
 enum { Q_BIAS = 0, Q_ME = 16, Q_MO = 32, Q_NE = 48, Q_NO = 64, Q_RE = 80, Q_RO = 96, Q_SH = 112, Q_LE = 128,
        Q_LO = 144, Q_FLAGS = 160 };
-enum { Q_F_BLEND = 1, Q_F_SH0 = 2 };
+enum { Q_F_BLEND = 1, Q_F_SH0 = 2, Q_F_BIAS_IN_R = 4 };
 #define QPARAM_BYTES (176 * 4)
 #define BLK_PARAM (TERN_CONV_VNNI ? PARAM_BYTES : QPARAM_BYTES)
 
@@ -302,6 +302,19 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
                 if (sh == 0) P[q] |= Q_F_SH0;
 #endif
             }
+#if !TERN_CONV_VNNI
+            if (!(P[Q_FLAGS] & Q_F_BLEND)) {
+                /* one multiplier per lane: acc*m + R == (acc - bias)*m + (bias*m + R), so the bias
+                 * goes into the 64-bit constant and the kernel's sums need no bias added (they
+                 * stay within int32: the contract's |acc| < 2^30 and the quantizer's bias) */
+                int64_t *P64 = (int64_t *)blk;
+                for (int d = 0; d < NR; d++) {
+                    const int v = d / 8, l = d % 8;
+                    P64[((l & 1) ? Q_RO : Q_RE) / 2 + v * 4 + l / 2] += (int64_t)P[Q_BIAS + d] * P[Q_ME + d];
+                }
+                P[Q_FLAGS] |= Q_F_BIAS_IN_R;
+            }
+#endif
             uint8_t *q = blk + BLK_PARAM;
             int s = 0;
             for (int sg = 0; sg < nseg; sg++) {
@@ -394,25 +407,31 @@ static void put_pixels(int kind, int sgn, int pn, uint8_t *dst, const uint8_t *s
     }
 }
 
+/* n bytes of value b: the short runs of a row (padding columns, slack) without library calls */
+static inline void fill_bytes(uint8_t *d, size_t n, uint8_t b) {
+    const __m256i v = _mm256_set1_epi8((char)b);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) _mm256_storeu_si256((__m256i *)(d + i), v);
+    if (i + 16 <= n) { _mm_storeu_si128((__m128i *)(d + i), _mm256_castsi256_si128(v)); i += 16; }
+    for (; i < n; i++) d[i] = b;
+}
+
 static void fill_row(const tern_qconv *c, int kind, int pn, const uint8_t *xr, int w, int wp, uint8_t *dst, size_t bytes) {
     const int cin = c->cin, elem = kind == KIND_MADD16 ? 2 : 1;
+    const size_t px = (size_t)cin * elem, used = (size_t)wp * px;
     /* columns -pad_l .. wp-1-pad_l; the inside part is one contiguous run of the input row */
     const int in0 = xr ? TERN_MIN(TERN_MAX(c->pad_l, 0), wp) : wp;            /* first inside column */
     const int in1 = xr ? TERN_MAX(TERN_MIN(w + c->pad_l, wp), in0) : wp;      /* end of inside */
-    for (int j = 0; j < wp; j++) {
-        if (j == in0 && in1 > in0) {
-            put_pixels(kind, c->in_signed, pn, dst + (size_t)j * cin * elem, xr + (size_t)(j - c->pad_l) * cin, (size_t)(in1 - in0) * cin);
-            j = in1 - 1;
-            continue;
-        }
-        uint8_t *d = dst + (size_t)j * cin * elem;
-        if (c->pad_value) put_pixels(kind, c->in_signed, pn, d, c->pad_value, (size_t)cin);
-        else if (kind == KIND_MADDUBS) memset(d, c->in_signed ? 0x80 : 0, (size_t)cin);
-        else if (kind == KIND_RAW) memset(d, 0, (size_t)cin);
-        else memset(d, 0, (size_t)cin * 2);
+    if (in1 > in0) put_pixels(kind, c->in_signed, pn, dst + (size_t)in0 * px, xr + (size_t)(in0 - c->pad_l) * cin, (size_t)(in1 - in0) * cin);
+    if (c->pad_value) {
+        for (int j = 0; j < wp; j++)
+            if (j < in0 || j >= in1) put_pixels(kind, c->in_signed, pn, dst + (size_t)j * px, c->pad_value, (size_t)cin);
+    } else {   /* a zero byte is 0x80 once xor'ed (signed input) */
+        const uint8_t z = kind == KIND_MADDUBS && c->in_signed ? 0x80 : 0;
+        fill_bytes(dst, (size_t)in0 * px, z);
+        fill_bytes(dst + (size_t)in1 * px, (size_t)(wp - in1) * px, z);
     }
-    const size_t used = (size_t)wp * cin * elem;
-    memset(dst + used, 0, bytes - used);
+    fill_bytes(dst + used, bytes - used, 0);
 }
 
 static inline __m256i bcast4(const uint8_t *p) {
@@ -504,8 +523,9 @@ static inline __attribute__((always_inline)) __m256i rq8(__m256i a, const int32_
  * with a fused add, the conv's clamp and then the add's arithmetic, exact in s16 (add16_ok). */
 static inline __attribute__((always_inline)) __m256i px16(const ep_ctx *E, const __m256i *acc, const int32_t *P,
                                                           size_t at, int nc, int blend, int sh0) {
-    const __m256i a0 = _mm256_add_epi32(acc[0], _mm256_load_si256((const __m256i *)(P + Q_BIAS)));
-    const __m256i a1 = _mm256_add_epi32(acc[1], _mm256_load_si256((const __m256i *)(P + Q_BIAS + 8)));
+    /* the bias: in rq8's constant unless mneg is used (the sign of acc + bias picks m) */
+    const __m256i a0 = blend ? _mm256_add_epi32(acc[0], _mm256_load_si256((const __m256i *)(P + Q_BIAS))) : acc[0];
+    const __m256i a1 = blend ? _mm256_add_epi32(acc[1], _mm256_load_si256((const __m256i *)(P + Q_BIAS + 8))) : acc[1];
     __m256i t = _mm256_packs_epi32(rq8(a0, P, 0, blend, sh0), rq8(a1, P, 1, blend, sh0));
     if (E->add) {
         __m128i rb;
@@ -902,9 +922,10 @@ static void band_run(const tern_qconv *c, const pk_hdr *H, const uint8_t *x, int
                 const int nc = TERN_MIN(NR, coutg - b * NR);
                 const ptrdiff_t goff = (ptrdiff_t)gi * cing * elem;
                 const size_t at = (size_t)by0 * ow * c->cout + (size_t)gi * coutg + (size_t)b * NR;
-                if (!P[Q_FLAGS]) block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, 0, 0);
-                else if (P[Q_FLAGS] == Q_F_BLEND) block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, 1, 0);
-                else block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, (P[Q_FLAGS] & Q_F_BLEND) != 0, 1);
+                const int fl = P[Q_FLAGS] & (Q_F_BLEND | Q_F_SH0);
+                if (!fl) block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, 0, 0);
+                else if (fl == Q_F_BLEND) block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, 1, 0);
+                else block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, (fl & Q_F_BLEND) != 0, 1);
             }
     }
 }
