@@ -1,7 +1,10 @@
 /* tern quantize MODEL.onnx -o OUT.tern --calib DATA: ternary/4-bit/8-bit weights per policy,
  * 8-bit dynamic fixed point activations calibrated on DATA, and a per-layer report. */
 #include "cli.h"
+#include "exec/qexec.h"
+#include "format/qmodel.h"
 #include "quant/quantize.h"
+#include <math.h>
 #include <string.h>
 
 static const char *help =
@@ -22,7 +25,143 @@ static const char *help =
     "  --ptq                 all three (--bias-corr --opt-scales --opt-round)\n"
     "  --opt-images K        calibration images used by the three above (default 64)\n"
     "  --verbose             per-layer progress of the above\n"
+    "  --max-drop D          accuracy budget: raise precision (t:1, then 4-bit, then 8-bit) on the most sensitive\n"
+    "                        layers until top-1 on a held-out split of the calibration data is within D points of FP32\n"
+    "  --drop-count K        images of that split (default 1000; taken from the calibration data, off the calibration spread)\n"
     "  --json                report as JSON\n";
+
+/* ---- --max-drop: the accuracy budget ---- */
+typedef struct {
+    const tern_graph *g;
+    const uint8_t *calib;
+    int ncalib;
+    const uint8_t *px;          /* the drop split: [n][c][h][w] */
+    const int *labels;
+    int n, c, h, w, nclasses, batch, threads;
+    const double *fp;           /* FP32 logits on the split [n][nclasses] */
+    double fp_top1;
+} budget;
+
+/* Quantize with q, run the integer engine on the split: top-1 %, and mean KL(FP32 || quantized). */
+static int budget_eval(const budget *b, const tern_qopts *q, tern_qmodel **keep, double *top1, double *kl) {
+    tern_qmodel *m = NULL;
+    tern_qexec *e = NULL;
+    if (tern_quantize(b->g, q, b->calib, b->ncalib, &m)) return 0;
+    if (tern_qexec_new(m, b->batch, b->threads, tern_active_isa(), &e)) { tern_qmodel_free(m); return 0; }
+    double sc = ldexp(1.0, -m->tensors[m->output].exp), skl = 0;
+    int c1 = 0, ok = 1;
+    size_t per = (size_t)b->c * b->h * b->w;
+    for (int s = 0; s < b->n && ok; s += b->batch) {
+        int nb = b->n - s < b->batch ? b->n - s : b->batch;
+        const int32_t *y;
+        if (tern_qexec_run(e, b->px + per * (size_t)s, nb, &y)) { ok = 0; break; }
+        for (int i = 0; i < nb; i++) {
+            const int32_t *yi = y + (size_t)i * b->nclasses;
+            const double *fi = b->fp + (size_t)(s + i) * b->nclasses;
+            int best = 0;
+            double mq = -1e300, mf = -1e300, zq = 0, zf = 0, d = 0;
+            for (int k = 0; k < b->nclasses; k++) {
+                if (yi[k] > yi[best]) best = k;
+                mq = yi[k] * sc > mq ? yi[k] * sc : mq;
+                mf = fi[k] > mf ? fi[k] : mf;
+            }
+            for (int k = 0; k < b->nclasses; k++) { zq += exp(yi[k] * sc - mq); zf += exp(fi[k] - mf); }
+            for (int k = 0; k < b->nclasses; k++) {
+                double pf = exp(fi[k] - mf) / zf;
+                d += pf * ((fi[k] - mf - log(zf)) - (yi[k] * sc - mq - log(zq)));
+            }
+            skl += d;
+            c1 += best == b->labels[s + i];
+        }
+    }
+    tern_qexec_free(e);
+    if (!ok) { tern_qmodel_free(m); return 0; }
+    *top1 = 100.0 * c1 / b->n;
+    *kl = skl / b->n;
+    if (keep) *keep = m;
+    else tern_qmodel_free(m);
+    return 1;
+}
+
+static void set_rule(tern_qopts *q, int layer, int wtype, int cluster) {
+    char key[16];
+    snprintf(key, sizeof key, "%d", layer);
+    for (int r = 0; r < q->nrules; r++)
+        if (!strcmp(q->rules[r].key, key)) { q->rules[r].wtype = wtype; q->rules[r].cluster = cluster; return; }
+    if (q->nrules >= 64) return;
+    tern_layer_rule *r = &q->rules[q->nrules++];
+    snprintf(r->key, sizeof r->key, "%s", key);
+    r->wtype = wtype;
+    r->cluster = cluster;
+}
+
+/* Greedy: sensitivity of each ternary layer = KL when only it is quantized (the others 8-bit,
+ * plain quantizer); then, most sensitive per multiplication-replaced first, raise one layer one
+ * step (t:N -> t:1 -> 4:N -> 8) and re-measure, until the split's top-1 is within max_drop. */
+static tern_qmodel *max_drop_search(const budget *b, tern_qopts *q, double max_drop, int quiet) {
+    tern_qmodel *base = NULL;
+    double top1, kl;
+    if (!budget_eval(b, q, &base, &top1, &kl)) return NULL;
+    int nw = 0, idx[256];
+    double macs[256], sens[256];
+    int step[256];
+    for (int i = 0; i < base->nlayers && nw < 256; i++)
+        if (base->layers[i].op == TERN_QOP_CONV) {
+            macs[nw] = (double)base->layers[i].macs;
+            idx[nw] = base->layers[i].conv.wtype == TERN_WTYPE_TERNARY ? nw : -1;
+            nw++;
+        }
+    fprintf(stderr, "max-drop: FP32 %.2f %% on the %d-image split; start: top-1 %.2f %% (drop %.2f), KL %.4f\n", b->fp_top1, b->n, top1, b->fp_top1 - top1, kl);
+    if (b->fp_top1 - top1 <= max_drop) return base;
+    tern_qmodel_free(base);
+    base = NULL;
+    /* sensitivities, plain quantizer: body 8-bit except layer i */
+    tern_qopts s = *q;
+    s.bias_corr = s.opt_scales = s.opt_round = 0;
+    for (int i = 0; i < nw; i++) {
+        sens[i] = 0;
+        step[i] = 0;
+        if (idx[i] < 0) continue;
+        tern_qopts t = s;
+        t.wtype = TERN_WTYPE_INT8;
+        set_rule(&t, i, q->wtype, q->cluster);
+        double a, k;
+        if (!budget_eval(b, &t, NULL, &a, &k)) return NULL;
+        sens[i] = k;
+        if (!quiet) fprintf(stderr, "  sensitivity layer %2d: KL %.4f, top-1 %.2f %%\n", i, k, a);
+    }
+    for (int it = 0; it < 3 * nw; it++) {
+        int best = -1;
+        double bs = 0;
+        for (int i = 0; i < nw; i++) {
+            if (idx[i] < 0 || step[i] >= 3) continue;
+            /* benefit per replaced multiplication given up; later steps are worth less */
+            static const double left[4] = {1.0, 0.35, 0.05, 0};
+            static const double cost[3] = {0.1, 1.0, 0.01};
+            double sc = sens[i] * (left[step[i]] - left[step[i] + 1]) / (macs[i] * cost[step[i]]);
+            if (best < 0 || sc > bs) { best = i; bs = sc; }
+        }
+        if (best < 0) break;
+        step[best]++;
+        if (step[best] == 1) set_rule(q, best, TERN_WTYPE_TERNARY, 1);
+        else if (step[best] == 2) set_rule(q, best, TERN_WTYPE_INT4, q->cluster);
+        else set_rule(q, best, TERN_WTYPE_INT8, 0);
+        tern_qmodel_free(base);
+        base = NULL;
+        if (!budget_eval(b, q, &base, &top1, &kl)) return NULL;
+        fprintf(stderr, "max-drop: layer %d -> %s: top-1 %.2f %% (drop %.2f), KL %.4f, %.2f %% multiplications replaced\n", best,
+                step[best] == 1 ? "t:1" : step[best] == 2 ? "4-bit" : "8-bit", top1, b->fp_top1 - top1, kl, 100 * cli_qmodel_mult_replaced(base));
+        if (b->fp_top1 - top1 <= max_drop) break;
+    }
+    fprintf(stderr, "max-drop: policy:");
+    for (int r = 0; r < q->nrules; r++) {
+        const tern_layer_rule *ru = &q->rules[r];
+        fprintf(stderr, " --layer %s=%s", ru->key, ru->wtype == TERN_WTYPE_INT8 ? "8" : ru->wtype == TERN_WTYPE_INT4 ? "4" : "t");
+        if (ru->wtype != TERN_WTYPE_INT8) { if (ru->cluster) fprintf(stderr, ":%d", ru->cluster); else fprintf(stderr, ":all"); }
+    }
+    fprintf(stderr, "\n");
+    return base;
+}
 
 int cmd_quantize(int argc, char **argv) {
     cli_opts o;
@@ -30,7 +169,8 @@ int cmd_quantize(int argc, char **argv) {
     tern_qopts q;
     tern_qopts_init(&q);
     const char *path = NULL;
-    int calib_count = 500, calib_offset = 0;
+    int calib_count = 500, calib_offset = 0, drop_count = 1000;
+    double max_drop = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) { printf("%s%s", help, cli_common_help()); return 0; }
@@ -75,6 +215,12 @@ int cmd_quantize(int argc, char **argv) {
         else if (!strcmp(a, "--opt-round")) q.opt_round = 1;
         else if (!strcmp(a, "--ptq")) q.bias_corr = q.opt_scales = q.opt_round = 1;
         else if (!strcmp(a, "--verbose")) q.verbose = 1;
+        else if (!strcmp(a, "--max-drop")) {
+            char *end;
+            if (!v || (max_drop = strtod(argv[++i], &end)) < 0 || *end) { fprintf(stderr, "tern quantize: bad --max-drop\n"); return 2; }
+        } else if (!strcmp(a, "--drop-count")) {
+            if (!v || (drop_count = atoi(argv[++i])) < 1) { fprintf(stderr, "tern quantize: bad --drop-count\n"); return 2; }
+        }
         else if (!strcmp(a, "--opt-images")) {
             if (!v || (q.opt_images = atoi(argv[++i])) < 1) { fprintf(stderr, "tern quantize: bad --opt-images\n"); return 2; }
         }
@@ -111,7 +257,40 @@ int cmd_quantize(int argc, char **argv) {
     for (int i = 0; i < calib_count; i++)
         if (tern_dataset_read(ds, idx[i], px + per * (size_t)i, NULL)) { rc = cli_fail("quantize"); goto done; }
     double t0 = tern_now();
-    if (tern_quantize(cli_model_graph(m), &q, px, calib_count, &qm)) { rc = cli_fail("quantize"); goto done; }
+    if (max_drop >= 0) {
+        /* the split: drop_count items spread from calib_offset + 1, so (for spreads of the same
+         * stride) off the calibration images; labelled */
+        budget b = {.g = cli_model_graph(m), .calib = px, .ncalib = calib_count, .c = m->c, .h = m->h, .w = m->w,
+                    .nclasses = m->nclasses, .batch = 50, .threads = o.threads};
+        int *didx = cli_subset(tern_dataset_count(ds), &drop_count, calib_offset + 1);
+        uint8_t *dpx = didx ? tern_malloc(per * (size_t)drop_count) : NULL;
+        int *dlab = tern_malloc(sizeof(int) * (size_t)drop_count);
+        double *fp = tern_malloc(sizeof(double) * (size_t)drop_count * (size_t)m->nclasses);
+        int ok = didx && dpx && dlab && fp, c1 = 0;
+        for (int i = 0; i < drop_count && ok; i++) ok = !tern_dataset_read(ds, didx[i], dpx + per * (size_t)i, &dlab[i]) && dlab[i] >= 0;
+        for (int s0 = 0; s0 < drop_count && ok; s0 += b.batch) {
+            int nb = drop_count - s0 < b.batch ? drop_count - s0 : b.batch;
+            ok = !m->run(m, dpx + per * (size_t)s0, nb, fp + (size_t)s0 * m->nclasses);
+        }
+        for (int i = 0; i < drop_count && ok; i++) {
+            int top;
+            cli_topk(fp + (size_t)i * m->nclasses, m->nclasses, 1, &top);
+            c1 += top == dlab[i];
+        }
+        if (ok) {
+            b.px = dpx;
+            b.labels = dlab;
+            b.n = drop_count;
+            b.fp = fp;
+            b.fp_top1 = 100.0 * c1 / drop_count;
+            qm = max_drop_search(&b, &q, max_drop, o.quiet);
+        } else fprintf(stderr, "tern quantize: --max-drop needs a labelled calibration set\n");
+        free(didx);
+        free(dpx);
+        free(dlab);
+        free(fp);
+        if (!qm) { rc = cli_fail("quantize"); goto done; }
+    } else if (tern_quantize(cli_model_graph(m), &q, px, calib_count, &qm)) { rc = cli_fail("quantize"); goto done; }
     if (tern_qmodel_save(qm, o.out)) { rc = cli_fail("quantize"); goto done; }
     if (!o.json) fprintf(stderr, "quantized %s in %.1f s (%d calibration images from %s)\n", path, tern_now() - t0, calib_count, o.calib);
     cli_report_qmodel(qm, o.out, path, o.json);

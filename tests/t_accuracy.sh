@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Post-training accuracy targets (issue 5) on ResNet-20, integer engine, full CIFAR-10 test set,
+# calibration on training images (data_batch_1.bin), default policy (first conv, last layer 8-bit):
+#  - ternary N=4 with --ptq within 5 points of FP32 (81.03 %);
+#  - 4-bit N=4 with --ptq within 0.5 point; 8-bit within 0.2 point;
+#  - --ptq is deterministic (byte-identical .tern) and each option alone changes the model.
+# About a minute. The slower checks (ResNet-56, Tiny Darknet, --max-drop) are in
+# tests/bench_accuracy.sh (see docs/RESULTS.md).
+set -u
+BUILD=${BUILD:-build/release}
+TERN=$BUILD/tern
+D=${TERN_DATA:-../shared/data}
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+field() { sed -n "s/.*\"$2\": \([-0-9.e]*\).*/\1/p" "$1" | tail -1; }
+CAL="--calib $D/cifar10/data_batch_1.bin --calib-count 256 --preset cifar --quiet"
+R20=$D/models/cifar10/resnet20.onnx
+FP32=81.03   # README of the data folder: 8103/10000, checked by two FP32 executors (t_fp32_accuracy.sh)
+
+check() { # name spec flags max_drop
+    local name=$1 w=$2 flags=$3 lim=$4
+    $TERN quantize "$R20" -o "$T/$name.tern" $CAL --weights $w $flags > /dev/null || { bad "quantize $name"; return; }
+    $TERN eval "$T/$name.tern" --data "$D/cifar10/test_batch.bin" --json --quiet > "$T/$name.json" || { bad "eval $name"; return; }
+    local q=$(field "$T/$name.json" top1)
+    awk -v f=$FP32 -v q="$q" -v l=$lim 'BEGIN { exit !(f - q <= l) }' && ok "resnet20 $name: top-1 $q vs FP32 $FP32 (limit $lim)" || bad "resnet20 $name: top-1 $q vs FP32 $FP32 (more than $lim below)"
+}
+check ternary-n4-ptq t:4 --ptq 5
+check 4bit-n4-ptq 4:4 --ptq 0.5
+check 8bit 8 "" 0.2
+
+$TERN quantize "$R20" -o "$T/again.tern" $CAL --weights t:4 --ptq > /dev/null && cmp -s "$T/again.tern" "$T/ternary-n4-ptq.tern" \
+    && ok "--ptq quantizing twice gives byte-identical files" || bad "--ptq quantizing twice differs"
+$TERN quantize "$R20" -o "$T/plain.tern" $CAL > /dev/null
+for f in --bias-corr --opt-scales --opt-round; do
+    $TERN quantize "$R20" -o "$T/one.tern" $CAL $f > /dev/null && ! cmp -s "$T/one.tern" "$T/plain.tern" \
+        && ok "$f alone changes the model" || bad "$f alone has no effect"
+done
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
