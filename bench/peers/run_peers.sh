@@ -7,6 +7,10 @@
 # Environment: TERN_DATA (default ../shared/data beside the repo), PEER_SECONDS (time box per case,
 # default 3), PEER_THREADS (default "1,2"), PEERS (default "ort torch").
 set -u
+if [ $# -gt 0 ]; then  # no arguments: everything is set through the environment
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    [ "$1" = -h ] || [ "$1" = --help ]; exit $?
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 data=${TERN_DATA:-$root/../shared/data}
