@@ -80,6 +80,27 @@ static void test_max_and_pool(void) {
     }
 }
 
+/* Channel sums (global average pool): the reference against a direct int64 sum, AVX2 against
+ * the reference; pixel counts past the AVX2 kernel's 256-pixel s16 runs, extreme bytes. */
+static void test_chansum(void) {
+    static uint8_t x[700 * 70];
+    int32_t r[70], v[70];
+    for (int iter = 0; iter < 300; iter++) {
+        const int c = 1 + (int)(rnd() % 70), sg = iter & 1, mode = (int)(rnd() % 4);
+        const size_t npix = 1 + rnd() % 700;
+        for (size_t i = 0; i < npix * c; i++) x[i] = mode == 0 ? (sg ? 0x80 : 0xff) : mode == 1 ? (sg ? 0x7f : 0) : (uint8_t)rnd();
+        tern_chansum_ref(x, sg, npix, c, r);
+        for (int ch = 0; ch < c; ch++) {
+            int64_t t = 0;
+            for (size_t p = 0; p < npix; p++) t += sg ? (int8_t)x[p * c + ch] : x[p * c + ch];
+            if (r[ch] != (int32_t)t) { CHECK(0, "ref c %d npix %zu ch %d: %d != %lld", c, npix, ch, r[ch], (long long)t); return; }
+        }
+        if (tern_cpu_isa() < TERN_ISA_AVX2) continue;
+        tern_chansum__avx2(x, sg, npix, c, v);
+        if (memcmp(r, v, sizeof(int32_t) * c)) { CHECK(0, "avx2 c %d npix %zu signed %d differs", c, npix, sg); return; }
+    }
+}
+
 /* ---- conv + add fusion in the executor ---- */
 static void *dup_mem(const void *p, size_t n) { void *q = malloc(n); memcpy(q, p, n); return q; }
 
@@ -119,17 +140,18 @@ static void make_add_layer(tern_qlayer *L, int a, int b, int out, int la, int lb
 }
 
 /* input -> conv8 (u8) -> conv -> conv (s8) -> add(conv, t1) -> conv (s8) -> add(t4, conv), big
- * shifts -> conv -> add(conv, t6) s16 path, conv as second input -> logits (wide 1x1 conv) */
+ * shifts -> conv -> add(conv, t6) s16 path, conv as second input -> conv, then a requant of
+ * t8 (the conv must move after it to be fused) -> add -> logits (wide 1x1 conv) */
 static tern_qmodel *fusion_model(void) {
     enum { H = 9, W = 13, C = 16 };
     tern_qmodel *m = calloc(1, sizeof *m);
     m->in_c = 3; m->in_h = H; m->in_w = W; m->nclasses = 10;
-    m->ntensors = 11; m->nlayers = 9; m->output = 10;
+    m->ntensors = 14; m->nlayers = 12; m->output = 13;
     m->tensors = calloc(m->ntensors, sizeof *m->tensors);
     m->layers = calloc(m->nlayers, sizeof *m->layers);
-    const int sg[11] = {0, 0, 0, 1, 0, 1, 1, 1, 0, 0, 0};
-    for (int t = 0; t < 11; t++) m->tensors[t] = (tern_qtensor){t ? C : 3, H, W, sg[t], 5, 0};
-    m->tensors[10] = (tern_qtensor){10, 1, 1, 0, 10, 1};
+    const int sg[14] = {0, 0, 0, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 0};   /* as the layers' clamps say */
+    for (int t = 0; t < 14; t++) m->tensors[t] = (tern_qtensor){t ? C : 3, H, W, sg[t], 5, 0};
+    m->tensors[13] = (tern_qtensor){10, 1, 1, 0, 10, 1};
     make_conv_layer(&m->layers[0], 0, 1, 3, C, 3, 1, TERN_WTYPE_INT8, 3, 0, 0, 255, 1, 0);
     make_conv_layer(&m->layers[1], 1, 2, C, C, 3, 1, TERN_WTYPE_TERNARY, 4, 0, 0, 255, 1, 0);
     make_conv_layer(&m->layers[2], 2, 3, C, C, 3, 1, TERN_WTYPE_TERNARY, 4, 0, -128, 127, 0, 0);
@@ -138,10 +160,15 @@ static tern_qmodel *fusion_model(void) {
     make_add_layer(&m->layers[5], 4, 5, 6, 9, 12, 12, -128, 127);           /* beyond the s16 path */
     make_conv_layer(&m->layers[6], 6, 7, C, C, 1, 0, TERN_WTYPE_TERNARY, 4, 1, -100, 90, 0, 0);
     make_add_layer(&m->layers[7], 6, 7, 8, 0, 2, 2, 0, 200);               /* the conv is input b */
-    make_conv_layer(&m->layers[8], 8, 10, C, 10, 1, 0, TERN_WTYPE_INT8, C, 0, INT32_MIN, INT32_MAX, 0, 1);
-    m->layers[8].conv.kh = H; m->layers[8].conv.kw = W;   /* the whole map: 1x1 logits */
+    make_conv_layer(&m->layers[8], 8, 10, C, C, 3, 1, TERN_WTYPE_TERNARY, 4, 0, -128, 127, 0, 0);
+    memset(&m->layers[9], 0, sizeof m->layers[9]);   /* t11 = requant(t8): runs between the conv and its add */
+    m->layers[9].op = TERN_QOP_REQUANT; m->layers[9].nin = 1; m->layers[9].in[0] = 8; m->layers[9].out = 11;
+    m->layers[9].la = 1; m->layers[9].rs = 2; m->layers[9].qmin = -128; m->layers[9].qmax = 127;
+    make_add_layer(&m->layers[10], 11, 10, 12, 1, 1, 2, -128, 127);
+    make_conv_layer(&m->layers[11], 12, 13, C, 10, 1, 0, TERN_WTYPE_INT8, C, 1, INT32_MIN, INT32_MAX, 0, 1);
+    m->layers[11].conv.kh = H; m->layers[11].conv.kw = W;   /* the whole map: 1x1 logits */
     {   /* its weights for the H x W kernel */
-        tern_qconv *c = &m->layers[8].conv;
+        tern_qconv *c = &m->layers[11].conv;
         int8_t *w = malloc((size_t)10 * C * H * W);
         for (int i = 0; i < 10 * C * H * W; i++) w[i] = (int8_t)((int)(rnd() % 255) - 127);
         free((void *)c->w);
@@ -173,7 +200,8 @@ static void test_fused_add_exec(void) {
                 CHECK(tern_qexec_run(ef, px, batch, &lf) == TERN_STATUS_OK, "run");
                 CHECK(tern_qexec_run(eu, px, batch, &lu) == TERN_STATUS_OK, "run");
                 /* the fused convs' own outputs were never stored */
-                CHECK(!tern_qexec_tensor(ef, 3) && !tern_qexec_tensor(ef, 5) && !tern_qexec_tensor(ef, 7), "convs 2, 4, 6 fused");
+                CHECK(!tern_qexec_tensor(ef, 3) && !tern_qexec_tensor(ef, 5) && !tern_qexec_tensor(ef, 7) && !tern_qexec_tensor(ef, 10),
+                      "convs 2, 4, 6, 8 fused");
                 CHECK(!memcmp(lf, lu, sizeof(int32_t) * batch * m->nclasses), "isa %d threads %d batch %d: fused logits differ", isa, threads, batch);
                 CHECK(!memcmp(tern_qexec_tensor(ef, 8), tern_qexec_tensor(eu, 8), n8 * batch), "isa %d threads %d batch %d: last add differs", isa, threads, batch);
                 /* and every ISA / thread count agrees with the first */
@@ -195,6 +223,7 @@ int main(void) {
     RUN(test_max_and_pool);
     RUN(test_ref_formula);
     RUN(test_avx2_exact);
+    RUN(test_chansum);
     RUN(test_fused_add_exec);
     return check_summary();
 }

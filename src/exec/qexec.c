@@ -17,10 +17,15 @@ struct tern_qexec {
     int profile;
     int64_t *layer_ns;
     tern_add_fn add;                    /* residual add kernel for the ISA */
-    char *fused;                        /* [nlayers] 1: this CONV runs the next layer (an ADD that is
-                                           its output's only reader) in its epilogue (run_add); the
-                                           conv's own output is never stored, the ADD is skipped */
+    int *order;                         /* [nlayers] execution order (layer ids): the model's, except
+                                           that a conv is moved to just before the ADD it is fused to */
+    int *fuse_add;                      /* [nlayers] for a CONV: the ADD (its output's only reader) it
+                                           runs in its epilogue (run_add), else -1; the conv's own
+                                           output is then never stored */
+    char *skip;                         /* [nlayers] 1: an ADD done by its conv */
     tern_max_fn max;                    /* running max (max pooling) */
+    tern_chansum_fn chansum;            /* channel sums (global average pool) */
+    int32_t **gap_sum;                  /* [nthreads] scratch: one int32 per channel */
     enum tern_isa isa;
 };
 
@@ -72,7 +77,7 @@ static void op_requant(const tern_qexec *e, const tern_qlayer *L, int img) {
         store_elem(ty, y, i, clamp32(rshift_round((int64_t)load_elem(tx, x, i) << L->la, L->rs), L->qmin, L->qmax));
 }
 
-static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img) {
+static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img, int tid) {
     const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
     const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
     uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
@@ -101,6 +106,12 @@ static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img) {
                 }
                 if (first) memset(d, 0, (size_t)C);
             }
+        return;
+    }
+    if (L->op == TERN_QOP_GLOBALAVGPOOL && !tx->wide) {
+        int32_t *sum = e->gap_sum[tid];
+        e->chansum(x, tx->is_signed, (size_t)H * W, C, sum);
+        for (int c = 0; c < C; c++) store_elem(ty, y, (size_t)c, tern_requant(sum[c], L->mult[1], L->mult[1], L->mshift[1], L->qmin, L->qmax));
         return;
     }
     if (L->op == TERN_QOP_GLOBALAVGPOOL) {
@@ -135,6 +146,16 @@ static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img) {
             }
 }
 
+/* One pixel's channels: the usual sizes as fixed-size copies (inlined, no library call). */
+static inline void copy_px(uint8_t *d, const uint8_t *s, size_t n) {
+    switch (n) {
+    case 16: memcpy(d, s, 16); break;
+    case 32: memcpy(d, s, 32); break;
+    case 64: memcpy(d, s, 64); break;
+    default: memcpy(d, s, n); break;
+    }
+}
+
 static void op_pad(const tern_qexec *e, const tern_qlayer *L, int img) {
     const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
     const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
@@ -143,8 +164,8 @@ static void op_pad(const tern_qexec *e, const tern_qlayer *L, int img) {
     memset(y, 0, tensor_bytes(ty));
     for (int iy = 0; iy < tx->h; iy++)
         for (int ix = 0; ix < tx->w; ix++)
-            memcpy(y + (((size_t)(iy + L->pad_h0) * ty->w + ix + L->pad_w0) * ty->c + L->pad_c0) * es,
-                   x + ((size_t)iy * tx->w + ix) * tx->c * es, (size_t)tx->c * es);
+            copy_px(y + (((size_t)(iy + L->pad_h0) * ty->w + ix + L->pad_w0) * ty->c + L->pad_c0) * es,
+                    x + ((size_t)iy * tx->w + ix) * tx->c * es, (size_t)tx->c * es);
 }
 
 static void op_slice(const tern_qexec *e, const tern_qlayer *L, int img) {
@@ -152,11 +173,17 @@ static void op_slice(const tern_qexec *e, const tern_qlayer *L, int img) {
     const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
     uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
     size_t es = elem_size(ty);
+    if (L->step_w == 1 && L->step_c == 1 && L->start_c == 0 && ty->c == tx->c) {   /* whole rows */
+        for (int oy = 0; oy < ty->h; oy++)
+            memcpy(y + (size_t)oy * ty->w * ty->c * es,
+                   x + ((size_t)(L->start_h + oy * L->step_h) * tx->w + L->start_w) * tx->c * es, (size_t)ty->w * ty->c * es);
+        return;
+    }
     for (int oy = 0; oy < ty->h; oy++)
         for (int ox = 0; ox < ty->w; ox++) {
             const uint8_t *src = x + ((size_t)(L->start_h + oy * L->step_h) * tx->w + L->start_w + ox * L->step_w) * tx->c * es;
             uint8_t *dst = y + ((size_t)oy * ty->w + ox) * ty->c * es;
-            if (L->step_c == 1) memcpy(dst, src + (size_t)L->start_c * es, (size_t)ty->c * es);
+            if (L->step_c == 1) copy_px(dst, src + (size_t)L->start_c * es, (size_t)ty->c * es);
             else
                 for (int c = 0; c < ty->c; c++) memcpy(dst + c * es, src + (size_t)(L->start_c + c * L->step_c) * es, es);
         }
@@ -194,9 +221,9 @@ static void run_item(void *arg, int item, int tid) {
         if (r0 >= r1) return;
         void *scratch = e->scratch[tid];
         const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
-        if (e->fused[j->li]) {
+        if (e->fuse_add[j->li] >= 0) {
             /* conv + add: the add's output gets the rows; see fusable() */
-            const tern_qlayer *A = L + 1;
+            const tern_qlayer *A = &e->m->layers[e->fuse_add[j->li]];
             const int ci = A->in[0] == L->out ? 0 : 1;
             const int ri = A->in[1 - ci];
             const tern_qtensor *tr = &e->m->tensors[ri], *tz = &e->m->tensors[A->out];
@@ -212,7 +239,7 @@ static void run_item(void *arg, int item, int tid) {
     }
     switch (L->op) {
     case TERN_QOP_ADD: op_add(e, L, img); break;
-    case TERN_QOP_MAXPOOL: case TERN_QOP_AVGPOOL: case TERN_QOP_GLOBALAVGPOOL: op_pool(e, L, img); break;
+    case TERN_QOP_MAXPOOL: case TERN_QOP_AVGPOOL: case TERN_QOP_GLOBALAVGPOOL: op_pool(e, L, img, tid); break;
     case TERN_QOP_PAD: op_pad(e, L, img); break;
     case TERN_QOP_SLICE: op_slice(e, L, img); break;
     case TERN_QOP_CONCAT: op_concat(e, L, img); break;
@@ -221,26 +248,52 @@ static void run_item(void *arg, int item, int tid) {
     }
 }
 
-/* Can CONV layer i run layer i+1, a residual ADD, in its epilogue? The add must read the conv's
- * output, which nothing else reads (it is never stored), and the other input, same shape, must
- * be 8-bit like the sum; shifts within what the add kernels take. */
-static int fusable(const tern_qexec *e, int i) {
+/* Can CONV layer i run ADD layer a in its epilogue? The add must read the conv's output, which
+ * nothing else reads (it is never stored), and the other input, same shape, must be 8-bit like
+ * the sum; shifts within what the add kernels take. */
+static int fusable(const tern_qexec *e, int i, int a) {
     const tern_qmodel *m = e->m;
-    const tern_qlayer *L = &m->layers[i], *A = L + 1;
-    if (i + 1 >= m->nlayers || L->op != TERN_QOP_CONV || A->op != TERN_QOP_ADD || A->nin != 2 || !e->kern[i]->run_add) return 0;
+    const tern_qlayer *L = &m->layers[i], *A = &m->layers[a];
+    if (L->op != TERN_QOP_CONV || A->op != TERN_QOP_ADD || A->nin != 2 || !e->kern[i]->run_add) return 0;
     const int t = L->out;
     if ((A->in[0] == t) == (A->in[1] == t) || t == m->output) return 0;
     for (int k = 0; k < m->nlayers; k++)
         for (int q = 0; q < m->layers[k].nin; q++)
-            if (m->layers[k].in[q] == t && k != i + 1) return 0;
+            if (m->layers[k].in[q] == t && k != a) return 0;
     const tern_qtensor *ty = &m->tensors[t], *tr = &m->tensors[A->in[A->in[0] == t ? 1 : 0]], *tz = &m->tensors[A->out];
     if (ty->wide || tr->wide || tz->wide || L->conv.out_wide) return 0;
+    if (ty->is_signed != (L->conv.qmin < 0) || tz->is_signed != (A->qmin < 0)) return 0;   /* run_add reads types off the clamps */
     if (tr->c != ty->c || tr->h != ty->h || tr->w != ty->w || tz->c != ty->c || tz->h != ty->h || tz->w != ty->w) return 0;
     return A->la >= 0 && A->lb >= 0 && A->la <= 23 && A->lb <= 23 && A->rs >= 0 && A->rs <= 30;
 }
 
-/* Plan tensor memory: a tensor gets a slot when produced and returns it after its last reader.
- * A fused conv + add produces the add's output at the conv (its own output gets no memory). */
+/* Fusion: each ADD takes a conv producing one of its inputs if fusable; that conv is moved to
+ * just before the add in the execution order (its output has no other reader, tensors are
+ * written once, so the layers in between neither see nor change anything it reads). */
+static void plan_fusion(tern_qexec *e) {
+    const tern_qmodel *m = e->m;
+    for (int k = 0; k < m->nlayers; k++) e->order[k] = k, e->fuse_add[k] = -1, e->skip[k] = 0;
+    for (int k = 0; k < m->nlayers; k++) {
+        const int a = e->order[k];
+        if (m->layers[a].op != TERN_QOP_ADD || m->layers[a].nin != 2) continue;
+        for (int q = 0; q < 2; q++) {
+            int pk = -1;   /* position of the producer of input q */
+            for (int j = 0; j < k; j++)
+                if (m->layers[e->order[j]].out == m->layers[a].in[q]) pk = j;
+            if (pk < 0 || !fusable(e, e->order[pk], a)) continue;
+            const int ci = e->order[pk];
+            for (int j = pk; j < k - 1; j++) e->order[j] = e->order[j + 1];
+            e->order[k - 1] = ci;
+            e->fuse_add[ci] = a;
+            e->skip[a] = 1;
+            break;
+        }
+    }
+}
+
+/* Plan tensor memory: a tensor gets a slot when produced and returns it after its last reader
+ * (in execution order). A fused conv + add produces the add's output at the conv (its own
+ * output gets no memory). */
 static enum tern_status plan(tern_qexec *e) {
     const tern_qmodel *m = e->m;
     int *last = tern_malloc(sizeof(int) * (size_t)m->ntensors), *slot_of = tern_malloc(sizeof(int) * (size_t)m->ntensors);
@@ -249,14 +302,15 @@ static enum tern_status plan(tern_qexec *e) {
     enum tern_status st = TERN_STATUS_OK;
     if (!last || !slot_of || !slot_size || !slot_busy) { st = TERN_STATUS_NOMEM; goto done; }
     for (int t = 0; t < m->ntensors; t++) last[t] = -1, slot_of[t] = -1;
-    for (int i = 0; i < m->nlayers; i++)
-        for (int k = 0; k < m->layers[i].nin; k++) last[m->layers[i].in[k]] = i;
+    for (int k = 0; k < m->nlayers; k++)
+        for (int q = 0; q < m->layers[e->order[k]].nin; q++) last[m->layers[e->order[k]].in[q]] = k;
     last[m->output] = m->nlayers;
     int nslots = 0;
-    for (int i = -1; i < m->nlayers; i++) {
+    for (int k = -1; k < m->nlayers; k++) {
+        const int i = k < 0 ? -1 : e->order[k];
         int t = i < 0 ? 0 : m->layers[i].out;
-        if (i >= 0 && e->fused[i]) t = m->layers[i + 1].out;
-        if (i <= 0 || !e->fused[i - 1]) {   /* (a fused add's output exists already) */
+        if (i >= 0 && e->fuse_add[i] >= 0) t = m->layers[e->fuse_add[i]].out;
+        if (i < 0 || !e->skip[i]) {   /* (a fused add's output exists already) */
             size_t need = tensor_bytes(&m->tensors[t]) * (size_t)e->max_batch;
             int best = -1;
             for (int s = 0; s < nslots; s++)
@@ -270,9 +324,9 @@ static enum tern_status plan(tern_qexec *e) {
             if (last[t] < 0 && t != m->output) slot_busy[best] = 0; /* never read */
         }
         if (i >= 0) /* release inputs read for the last time here */
-            for (int k = 0; k < m->layers[i].nin; k++) {
-                int u = m->layers[i].in[k];
-                if (last[u] == i && slot_of[u] >= 0 && u != t) slot_busy[slot_of[u]] = 0;
+            for (int q = 0; q < m->layers[i].nin; q++) {
+                int u = m->layers[i].in[q];
+                if (last[u] == k && slot_of[u] >= 0 && u != t) slot_busy[slot_of[u]] = 0;
             }
     }
     e->slots = tern_calloc((size_t)nslots + 1, sizeof *e->slots);
@@ -298,6 +352,7 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
     e->max_batch = max_batch;
     e->add = tern_add_select(isa);
     e->max = tern_max_select(isa);
+    e->chansum = tern_chansum_select(isa);
     e->isa = isa;
     enum tern_status st = TERN_STATUS_NOMEM;
     e->pool = tern_pool_create(nthreads);
@@ -305,9 +360,11 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
     e->packed = tern_calloc((size_t)m->nlayers + 1, sizeof *e->packed);
     e->buf = tern_calloc((size_t)m->ntensors, sizeof *e->buf);
     e->layer_ns = tern_calloc((size_t)m->nlayers + 1, sizeof *e->layer_ns);
-    e->fused = tern_calloc((size_t)m->nlayers + 1, 1);
+    e->order = tern_calloc((size_t)m->nlayers + 1, sizeof *e->order);
+    e->fuse_add = tern_calloc((size_t)m->nlayers + 1, sizeof *e->fuse_add);
+    e->skip = tern_calloc((size_t)m->nlayers + 1, 1);
     e->logits = tern_malloc(sizeof(int32_t) * (size_t)max_batch * (size_t)m->nclasses);
-    if (!e->pool || !e->kern || !e->packed || !e->buf || !e->layer_ns || !e->fused || !e->logits) goto fail;
+    if (!e->pool || !e->kern || !e->packed || !e->buf || !e->layer_ns || !e->order || !e->fuse_add || !e->skip || !e->logits) goto fail;
     size_t scratch = 64;
     for (int i = 0; i < m->nlayers; i++) {
         const tern_qlayer *L = &m->layers[i];
@@ -319,12 +376,12 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
         size_t s = e->kern[i]->scratch_size(&L->conv, m->tensors[L->in[0]].w);
         if (s > scratch) scratch = s;
     }
-    for (int i = 0; i < m->nlayers; i++)
-        if (fusable(e, i)) e->fused[i] = 1, i++;
-    int nt = tern_pool_size(e->pool);
-    if (!(e->scratch = tern_calloc((size_t)nt, sizeof *e->scratch))) goto fail;
+    plan_fusion(e);
+    int nt = tern_pool_size(e->pool), maxc = 1;
+    for (int t = 0; t < m->ntensors; t++) maxc = m->tensors[t].c > maxc ? m->tensors[t].c : maxc;
+    if (!(e->scratch = tern_calloc((size_t)nt, sizeof *e->scratch)) || !(e->gap_sum = tern_calloc((size_t)nt, sizeof *e->gap_sum))) goto fail;
     for (int t = 0; t < nt; t++)
-        if (!(e->scratch[t] = tern_aligned_alloc(scratch))) goto fail;
+        if (!(e->scratch[t] = tern_aligned_alloc(scratch)) || !(e->gap_sum[t] = tern_malloc(sizeof(int32_t) * (size_t)maxc))) goto fail;
     if ((st = plan(e)) != TERN_STATUS_OK) goto fail;
     *out = e;
     return TERN_STATUS_OK;
@@ -339,6 +396,9 @@ void tern_qexec_free(tern_qexec *e) {
         for (int i = 0; i < e->m->nlayers; i++) free(e->packed[i]);
     if (e->scratch)
         for (int t = 0; t < tern_pool_size(e->pool); t++) free(e->scratch[t]);
+    if (e->gap_sum)
+        for (int t = 0; t < tern_pool_size(e->pool); t++) free(e->gap_sum[t]);
+    free(e->gap_sum);
     if (e->slots)
         for (int s = 0; s < e->nslots; s++) free(e->slots[s]);
     tern_pool_free(e->pool);
@@ -348,7 +408,9 @@ void tern_qexec_free(tern_qexec *e) {
     free(e->packed);
     free(e->buf);
     free(e->layer_ns);
-    free(e->fused);
+    free(e->order);
+    free(e->fuse_add);
+    free(e->skip);
     free(e->logits);
     free(e);
 }
@@ -369,7 +431,7 @@ enum tern_status tern_qexec_keep_all(tern_qexec *e) {
     for (int s = 0; s < e->nslots; s++) free(e->slots[s]);
     free(e->slots);
     e->slots = slots;
-    memset(e->fused, 0, (size_t)m->nlayers);   /* every tensor is stored: run each layer itself */
+    for (int i = 0; i < m->nlayers; i++) e->fuse_add[i] = -1, e->skip[i] = 0;   /* every tensor is stored: run each layer itself */
     e->nslots = m->ntensors;
     for (int t = 0; t < m->ntensors; t++) e->buf[t] = slots[t];
     return TERN_STATUS_OK;
@@ -391,9 +453,10 @@ enum tern_status tern_qexec_run(tern_qexec *e, const uint8_t *px, int batch, con
             for (int c = 0; c < t0->c; c++) d[p * t0->c + c] = s[(size_t)c * plane + p];
     }
     int nt = tern_pool_size(e->pool);
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int k = 0; k < m->nlayers; k++) {
+        const int i = e->order[k];
         const tern_qlayer *L = &m->layers[i];
-        if (i > 0 && e->fused[i - 1]) continue;   /* done by the conv before it */
+        if (e->skip[i]) continue;   /* done by its conv */
         job j = {e, L, i, 1};
         if (L->op == TERN_QOP_CONV && batch < 4 * nt) {
             int oh = m->tensors[L->out].h;

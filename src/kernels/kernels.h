@@ -47,7 +47,7 @@ typedef struct tern_qconv {
     int in_signed;                /* input bytes are int8 (else uint8) */
     const uint8_t *pad_value;     /* [cin] stored byte used for padded taps; NULL means 0 */
     int out_wide;                 /* output is int32 (the logits): clamp to int32, store 4 bytes
-                                     per element; only the reference kernel handles it */
+                                     per element; the reference and the AVX2 blocked kernels */
 } tern_qconv;
 
 static inline int tern_qconv_nclusters(const tern_qconv *c) {
@@ -121,6 +121,14 @@ typedef void (*tern_max_fn)(uint8_t *d, const uint8_t *s, size_t n, int is_signe
 void tern_max_ref(uint8_t *d, const uint8_t *s, size_t n, int is_signed);
 void tern_max__avx2(uint8_t *d, const uint8_t *s, size_t n, int is_signed);
 tern_max_fn tern_max_select(enum tern_isa isa);
+
+/* Per-channel sums over the npix pixels of an NHWC image of c channels (global average pool):
+ * sum[ch] = sum over p of x[p*c + ch], bytes read as int8 when is_signed, else uint8, in int32
+ * (wrapping, as the reference's int64 sum cast to int32). */
+typedef void (*tern_chansum_fn)(const uint8_t *x, int is_signed, size_t npix, int c, int32_t *sum);
+void tern_chansum_ref(const uint8_t *x, int is_signed, size_t npix, int c, int32_t *sum);
+void tern_chansum__avx2(const uint8_t *x, int is_signed, size_t npix, int c, int32_t *sum);
+tern_chansum_fn tern_chansum_select(enum tern_isa isa);
 
 /* 2x2 stride-2 max pool without padding on one NHWC image whose C is a multiple of 16:
  * y[oy][ox][c] = max of x[2oy+dy][2ox+dx][c]. Same results as the generic pool. */

@@ -8,10 +8,14 @@ extern const tern_conv_kernel tern_conv_t2_8x16__avx512vnni, tern_conv_t4_8x16__
     tern_conv_w8_8x16__avx512vnni;
 
 const tern_conv_kernel *tern_conv_kernel_select(const tern_qconv *c, enum tern_isa isa) {
-    if (c->out_wide) return &tern_conv_ref;   /* int32 logits: reference only (kernels.h) */
     /* depthwise: one input and one output channel per group; the blocked kernels would use one
      * of their 16 output lanes */
     const int depthwise = c->groups > 1 && c->cin == c->groups && c->cout == c->groups;
+    if (c->out_wide) {   /* int32 logits: the AVX2 blocked kernels or the reference */
+        if (isa < TERN_ISA_AVX2 || depthwise) return &tern_conv_ref;
+        return c->wtype == TERN_WTYPE_TERNARY ? &tern_conv_t2_3x16__avx2 : c->wtype == TERN_WTYPE_INT4 ? &tern_conv_t4_3x16__avx2
+                                                                                                     : &tern_conv_w8_3x16__avx2;
+    }
     if (isa >= TERN_ISA_AVX512VNNI && !depthwise) {
         /* written for AVX-512 VNNI but only emulated where it was developed: see its file */
         switch (c->wtype) {

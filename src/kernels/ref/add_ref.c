@@ -1,5 +1,5 @@
-/* Reference residual add and running max (kernels.h): define the results the AVX2 versions
- * must match. */
+/* Reference residual add, running max and channel sums (kernels.h): define the results the
+ * AVX2 versions must match. */
 #include "kernels/kernels.h"
 
 #define ADD_LOOP(TA, TB)                                                                       \
@@ -28,3 +28,13 @@ void tern_max_ref(uint8_t *d, const uint8_t *s, size_t n, int is_signed) {
 }
 
 tern_max_fn tern_max_select(enum tern_isa isa) { return isa >= TERN_ISA_AVX2 ? tern_max__avx2 : tern_max_ref; }
+
+void tern_chansum_ref(const uint8_t *x, int is_signed, size_t npix, int c, int32_t *sum) {
+    for (int ch = 0; ch < c; ch++) {
+        uint32_t s = 0;   /* wraps like the int64 sum cast to int32 */
+        for (size_t p = 0; p < npix; p++) s += (uint32_t)(is_signed ? (int32_t)(int8_t)x[p * c + ch] : (int32_t)x[p * c + ch]);
+        sum[ch] = (int32_t)s;
+    }
+}
+
+tern_chansum_fn tern_chansum_select(enum tern_isa isa) { return isa >= TERN_ISA_AVX2 ? tern_chansum__avx2 : tern_chansum_ref; }

@@ -1,4 +1,4 @@
-/* AVX2 running max (max pooling) and residual add. Add: 32 elements per step in four int32 vectors, packed back with saturation,
+/* AVX2 running max (max pooling), channel sums (global average pool) and residual add. Add: 32 elements per step in four int32 vectors, packed back with saturation,
  * then clamped to qmin..qmax; bit-exact with tern_add_ref. */
 #include "kernels/kernels.h"
 #include <immintrin.h>
@@ -58,5 +58,32 @@ void tern_maxpool2x2__avx2(const uint8_t *x, int W, int C, uint8_t *y, int OH, i
                 __m128i m = is_signed ? _mm_max_epi8(_mm_max_epi8(a, b), _mm_max_epi8(e, f)) : _mm_max_epu8(_mm_max_epu8(a, b), _mm_max_epu8(e, f));
                 _mm_storeu_si128((__m128i *)(d + (size_t)ox * C + c), m);
             }
+    }
+}
+
+/* Channel sums: 16 channels per s16 accumulator, over runs of 256 pixels (256 * 255 < 2^16 as
+ * unsigned words, 256 * -128 >= -2^15 as signed ones: exact), then widened into int32. */
+void tern_chansum__avx2(const uint8_t *x, int is_signed, size_t npix, int c, int32_t *sum) {
+    int ch = 0;
+    for (; ch + 16 <= c; ch += 16) {
+        __m256i lo = _mm256_setzero_si256(), hi = lo;
+        for (size_t p0 = 0; p0 < npix; p0 += 256) {
+            const size_t p1 = p0 + 256 < npix ? p0 + 256 : npix;
+            __m256i a = _mm256_setzero_si256();
+            for (size_t p = p0; p < p1; p++) {
+                const __m128i b = _mm_loadu_si128((const __m128i *)(x + p * (size_t)c + ch));
+                a = _mm256_add_epi16(a, is_signed ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b));
+            }
+            const __m128i a0 = _mm256_castsi256_si128(a), a1 = _mm256_extracti128_si256(a, 1);
+            lo = _mm256_add_epi32(lo, is_signed ? _mm256_cvtepi16_epi32(a0) : _mm256_cvtepu16_epi32(a0));
+            hi = _mm256_add_epi32(hi, is_signed ? _mm256_cvtepi16_epi32(a1) : _mm256_cvtepu16_epi32(a1));
+        }
+        _mm256_storeu_si256((__m256i *)(sum + ch), lo);
+        _mm256_storeu_si256((__m256i *)(sum + ch + 8), hi);
+    }
+    for (; ch < c; ch++) {   /* the last c % 16 channels */
+        uint32_t t = 0;
+        for (size_t p = 0; p < npix; p++) t += (uint32_t)(is_signed ? (int32_t)(int8_t)x[p * c + ch] : (int32_t)x[p * c + ch]);
+        sum[ch] = (int32_t)t;
     }
 }

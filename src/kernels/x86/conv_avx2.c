@@ -297,8 +297,10 @@ static void avx2_pack(const tern_qconv *c, void *packed) {
                 P64[((l & 1) ? Q_LO : Q_LE) / 2 + v * 4 + l / 2] = sh == 0;
                 P[Q_SH + d] = sh > 0 ? sh - 1 : 0;
                 /* mneg matters unless it equals mpos, or is 0 under a clamp at >= 0: acc < 0 times
-                 * mpos >= 0 gives v <= 0 as mneg = 0 gives v = 0, and both clamp to qmin */
-                if (c->mneg[o] != c->mpos[o] && !(c->mneg[o] == 0 && c->mpos[o] >= 0 && c->qmin >= 0)) P[q] |= Q_F_BLEND;
+                 * mpos >= 0 gives v <= 0 as mneg = 0 gives v = 0, and both clamp to qmin (a wide
+                 * output has no such clamp) */
+                if (c->mneg[o] != c->mpos[o] && !(c->mneg[o] == 0 && c->mpos[o] >= 0 && c->qmin >= 0 && !c->out_wide))
+                    P[q] |= Q_F_BLEND;
                 if (sh == 0) P[q] |= Q_F_SH0;
 #endif
             }
@@ -493,7 +495,8 @@ static size_t avx2_scratch_size(const tern_qconv *c, int w) {
 
 /* ---- epilogue ---- */
 typedef struct ep_ctx {
-    int cout;                   /* bytes from one output pixel to the next */
+    int cout;                   /* elements from one output pixel to the next */
+    int wide;                   /* int32 output (the logits): no clamp, 4 bytes an element */
     int osgn, clamp;            /* output int8; clamp to lo8..hi8 after the saturating packs */
     __m256i lo8, hi8;
     int add, rsgn;              /* fused residual add (s16 arithmetic); residual int8 */
@@ -568,6 +571,21 @@ static inline __attribute__((always_inline)) void epi(const ep_ctx *E, const int
         }
     }
 }
+/* The wide (int32) output of n pixels: tern_requant clamped to int32 is rq8 as it is. */
+static __attribute__((noinline)) void epi_wide(const ep_ctx *E, const int32_t *P, const __m256i *acc, int n, uint8_t *y,
+                                               size_t at, int nc) {
+    const int blend = (P[Q_FLAGS] & Q_F_BLEND) != 0, sh0 = (P[Q_FLAGS] & Q_F_SH0) != 0;
+    for (int i = 0; i < n; i++) {
+        const __m256i a0 = blend ? _mm256_add_epi32(acc[2 * i], _mm256_load_si256((const __m256i *)(P + Q_BIAS))) : acc[2 * i];
+        const __m256i a1 = blend ? _mm256_add_epi32(acc[2 * i + 1], _mm256_load_si256((const __m256i *)(P + Q_BIAS + 8))) : acc[2 * i + 1];
+        const __m256i r0 = rq8(a0, P, 0, blend, sh0), r1 = rq8(a1, P, 1, blend, sh0);
+        int32_t v[16];   /* channels 0-7, 8-15 (see lane_chan) */
+        _mm256_storeu_si256((__m256i *)v, _mm256_permute2x128_si256(r0, r1, 0x20));
+        _mm256_storeu_si256((__m256i *)(v + 8), _mm256_permute2x128_si256(r0, r1, 0x31));
+        memcpy(y + 4 * (at + (size_t)i * E->cout), v, 4 * (size_t)nc);
+    }
+}
+
 /* ---- tiles: the segment loops, in inline asm because GCC 12 keeps copying the loop-carried
  * sums between registers and spilling the accumulators around them (measured: ~25% slower).
  * One step: load 16 channels x 4 codes (2 ymm), broadcast each pixel's 4 bytes, vpmaddubsw
@@ -859,7 +877,8 @@ static inline __attribute__((always_inline)) void block_tiles(const tile_plan *T
             break;
         default: madd16x3(sp, wq, segn, o, acc); break;
         }
-        epi(E, P, acc, n, y, at, nc, blend, sh0);
+        if (E->wide) epi_wide(E, P, acc, n, y, at, nc);
+        else epi(E, P, acc, n, y, at, nc, blend, sh0);
         at += (size_t)n * E->cout;
         p += n;
     }
@@ -933,6 +952,7 @@ static void band_run(const tern_qconv *c, const pk_hdr *H, const uint8_t *x, int
 static void ep_init(ep_ctx *E, const tern_qconv *c, int qmin, int qmax) {
     memset(E, 0, sizeof *E);
     E->cout = c->cout;
+    E->wide = c->out_wide;
     E->osgn = qmin < 0;
     E->clamp = E->osgn ? qmin > -128 || qmax < 127 : qmin > 0 || qmax < 255;
     E->lo8 = _mm256_set1_epi8((char)qmin);
