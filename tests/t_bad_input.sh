@@ -1,20 +1,14 @@
 #!/usr/bin/env bash
 # Bad input through the CLI: each case must fail with exit code 1 (not a crash or a sanitizer
 # report), print a message naming the offending file, and leave no partial output file.
-set -u
-BUILD=${BUILD:-build/release}
-TERN=$BUILD/tern
-D=${TERN_DATA:-../shared/data}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
+. "$(dirname "$0")/lib.sh"
 expect_fail() { # name needle cmd...
     local name=$1 needle=$2; shift 2
     "$@" >"$T/out" 2>"$T/err"; local rc=$?
     if [ $rc -eq 1 ] && grep -qF -- "$needle" "$T/err" && ! grep -q Sanitizer "$T/err"; then
-        pass=$((pass+1)); echo "ok   $name: $(head -c 200 "$T/err" | head -1)"
+        ok "$name: $(head -c 200 "$T/err" | head -1)"
     else
-        fail=$((fail+1)); echo "FAIL $name (exit $rc, want 1 and '$needle'):"; sed 's/^/     /' "$T/err" | head -20
+        bad "$name (exit $rc, want 1 and '$needle'):"; sed 's/^/     /' "$T/err" | head -20
     fi
 }
 R20=$D/models/cifar10/resnet20.onnx
@@ -64,9 +58,8 @@ if $TERN quantize "$R20" -o "$T/good.tern" --calib "$D/cifar10/data_batch_1.bin"
     expect_fail "eval: wrong image size for a .tern" "the model takes" $TERN eval "$T/good.tern" --data "$D/imagenet_sample" --resize 40 --crop 40
     expect_fail "bench: wrong image size for a .tern" "the model takes" $TERN bench "$T/good.tern" --data "$D/imagenet_sample" --resize 40 --crop 40
     $TERN quantize "$R20" -o "$T/sub/none.tern" --calib "$D/cifar10/data_batch_1.bin" --calib-count 8 --preset cifar --quiet > /dev/null 2>&1
-    [ $? -eq 1 ] && [ ! -e "$T/sub/none.tern" ] && { pass=$((pass+1)); echo "ok   quantize into a missing folder fails, no file left"; } || { fail=$((fail+1)); echo "FAIL quantize into a missing folder"; }
+    [ $? -eq 1 ] && [ ! -e "$T/sub/none.tern" ] && ok "quantize into a missing folder fails, no file left" || bad "quantize into a missing folder"
 else
-    fail=$((fail+1)); echo "FAIL could not quantize resnet20 for the .tern cases"
+    bad "could not quantize resnet20 for the .tern cases"
 fi
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -1,14 +1,7 @@
 #!/usr/bin/env bash
 # CLI behaviour on the real models: info counts parameters as the data README lists them, run
 # prints the top-5 with class names, eval --json is well-formed, --help works everywhere.
-set -u
-BUILD=${BUILD:-build/release}
-TERN=$BUILD/tern
-D=${TERN_DATA:-../shared/data}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
+. "$(dirname "$0")/lib.sh"
 for mp in cifar10/resnet20:269034 cifar10/resnet32:463018 cifar10/resnet44:657002 cifar10/resnet56:850986 imagenet/tiny_darknet:1039912; do
     m=${mp%%:*}; want=${mp##*:}
     got=$($TERN info "$D/models/$m.onnx" --json | sed -n 's/.*"params": \([0-9]*\), "macs".*/\1/p' | tail -1)
@@ -28,5 +21,4 @@ for f in top1 top5 images_per_s images; do grep -q "\"$f\": " "$T/e.json" || { b
 grep -q '"images": 64' "$T/e.json" && ok "eval --json on 64 images" || bad "eval --json: $(cat $T/e.json)"
 for c in info run eval quantize bench; do $TERN $c --help > /dev/null 2>&1 && ok "$c --help" || bad "$c --help"; done
 $TERN frobnicate > /dev/null 2>&1; [ $? -eq 2 ] && ok "unknown command exits 2" || bad "unknown command exit code"
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

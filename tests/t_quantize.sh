@@ -5,15 +5,7 @@
 #  - the % of multiplications replaced equals an independent count from the ONNX layer shapes;
 #  - 8-bit weights stay within 0.3 point of FP32 on the CIFAR-10 test set (integer engine's own top-1);
 #  - logits are identical under every ISA level and thread count.
-set -u
-BUILD=${BUILD:-build/release}
-TERN=$BUILD/tern
-D=${TERN_DATA:-../shared/data}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-field() { sed -n "s/.*\"$2\": \([-0-9.e]*\).*/\1/p" "$1" | tail -1; }
+. "$(dirname "$0")/lib.sh"
 CAL="--calib $D/cifar10/data_batch_1.bin --calib-count 256 --preset cifar --quiet"
 R20=$D/models/cifar10/resnet20.onnx; R56=$D/models/cifar10/resnet56.onnx
 
@@ -91,5 +83,4 @@ for model in "$T/a.tern" "$T/t4.tern" "$T/resnet20.8.tern"; do
     done
     [ $fail -eq $before ] && ok "$(basename $model): identical logits under {$isas} x {1,2} threads on 48 images"
 done
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish
