@@ -14,17 +14,22 @@ tern_graph *tern_graph_new(const char *path) {
     return g;
 }
 
-int tern_graph_add_value(tern_graph *g, const char *name) {
-    if (g->nvalues == g->cap_values) {
-        int cap = g->cap_values ? 2 * g->cap_values : 64;
-        tern_value *v = realloc(g->values, (size_t)cap * sizeof *v);
-        if (!v) {
-            tern_errorf(TERN_STATUS_NOMEM, "out of memory growing the graph");
-            return -1;
-        }
-        g->values = v;
-        g->cap_values = cap;
+/* Make room for one more element in a growable array of n used / *cap allocated. */
+static int grow(void **arr, int n, int *cap, size_t elem) {
+    if (n < *cap) return 1;
+    int c = *cap ? 2 * *cap : 64;
+    void *p = realloc(*arr, (size_t)c * elem);
+    if (!p) {
+        tern_errorf(TERN_STATUS_NOMEM, "out of memory growing the graph");
+        return 0;
     }
+    *arr = p;
+    *cap = c;
+    return 1;
+}
+
+int tern_graph_add_value(tern_graph *g, const char *name) {
+    if (!grow((void **)&g->values, g->nvalues, &g->cap_values, sizeof *g->values)) return -1;
     tern_value *v = &g->values[g->nvalues];
     memset(v, 0, sizeof *v);
     v->dtype = TERN_DTYPE_F32;
@@ -40,16 +45,7 @@ int tern_graph_find_value(const tern_graph *g, const char *name) {
 }
 
 tern_node *tern_graph_add_node(tern_graph *g, const char *name, enum tern_op op) {
-    if (g->nnodes == g->cap_nodes) {
-        int cap = g->cap_nodes ? 2 * g->cap_nodes : 64;
-        tern_node *n = realloc(g->nodes, (size_t)cap * sizeof *n);
-        if (!n) {
-            tern_errorf(TERN_STATUS_NOMEM, "out of memory growing the graph");
-            return NULL;
-        }
-        g->nodes = n;
-        g->cap_nodes = cap;
-    }
+    if (!grow((void **)&g->nodes, g->nnodes, &g->cap_nodes, sizeof *g->nodes)) return NULL;
     tern_node *n = &g->nodes[g->nnodes];
     memset(n, 0, sizeof *n);
     n->op = op;
