@@ -33,6 +33,7 @@ static const char *help =
     "  --no-augment          no random crop/flip\n"
     "  --no-correct          skip the statistics correction before training (per-channel mean/variance\n"
     "                        of the quantized network matched to FP32's on 256 calibration images)\n"
+    "  --distill A           knowledge distillation from the FP32 model: target = (1-A) one-hot + A softmax(FP32 logits)\n"
     "  --fp32-acts, --fp32-weights  train without quantizing activations / weights (ablations)\n"
     "  --seed S              PRNG seed (default 1): same seed, data, options and threads -> same file\n"
     "  --save-onnx FILE      also write the fine-tuned FP32 (shadow) weights into a copy of MODEL.onnx\n";
@@ -87,6 +88,7 @@ int cmd_finetune(int argc, char **argv) {
     tern_train_opts_init(&to);
     const char *path = NULL, *train = NULL, *val = NULL, *save_onnx = NULL;
     int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 64, augment = 1, step_sched = 0, correct = 1;
+    float distill = 0;
     double lr0 = 0.01;
     unsigned long long seed = 1;
     for (int i = 1; i < argc; i++) {
@@ -119,6 +121,7 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--calib-rule")) { if (!strcmp(v, "mse")) q.calib_rule = TERN_CALIB_MSE; else if (!strcmp(v, "maxabs")) q.calib_rule = TERN_CALIB_MAXABS; else BADV(); }
         else if (!strcmp(a, "--no-augment")) augment = 0;
         else if (!strcmp(a, "--no-correct")) correct = 0;
+        else if (!strcmp(a, "--distill")) { if (!v || !((distill = (float)atof(v)) >= 0 && distill <= 1)) BADV(); i++; }
         else if (!strcmp(a, "--fp32-acts")) to.quant_acts = 0;
         else if (!strcmp(a, "--fp32-weights")) to.quant_weights = 0;
         else {
@@ -144,14 +147,19 @@ int cmd_finetune(int argc, char **argv) {
     memcpy(to.std, o.std, sizeof to.std);
 
     int rc = 1, ntr = 0, nval = 0, ncal = calib_count, C, H, W, c2, h2, w2;
-    tern_graph *g = NULL;
-    tern_trainer *t = NULL;
+    tern_graph *g = NULL, *g_teacher = NULL;
+    tern_trainer *t = NULL, *teacher = NULL;
     tern_qmodel *qm = NULL;
     tern_pool *pool = NULL;
     uint8_t *trpx = NULL, *valpx = NULL, *calpx = NULL;
     int *trlab = NULL, *vallab = NULL, *order = NULL, *blab = NULL, *cidx = NULL;
     float *bx = NULL;
     if (tern_onnx_import(path, &g)) { rc = cli_fail("finetune"); goto done; }
+    for (int i = 0; save_onnx && i < g->nnodes; i++)
+        if (g->nodes[i].op == TERN_OP_GEMM && (g->nodes[i].a.alpha != 1.0f || g->nodes[i].a.beta != 1.0f)) {
+            fprintf(stderr, "tern finetune: --save-onnx: Gemm '%s' has alpha/beta != 1 (not supported)\n", g->nodes[i].name);
+            goto done;
+        }
     if (!read_set(train, train_count, 0, 0, &trpx, &trlab, &ntr, &C, &H, &W)) { rc = cli_fail("finetune: training data"); goto done; }
     if (val && !read_set(val, val_count, 0, 1, &valpx, &vallab, &nval, &c2, &h2, &w2)) { rc = cli_fail("finetune: held-out data"); goto done; }
     const tern_value *gin = &g->values[g->input];
@@ -177,6 +185,11 @@ int cmd_finetune(int argc, char **argv) {
     fprintf(stderr, "post-training quantization (%d calibration images): %.1f s", ncal, tern_now() - t0);
     if (val) fprintf(stderr, ", held-out top-1 %.2f %% (%d images of %s, integer engine)", before, nval, val);
     fprintf(stderr, "\n");
+    if (distill > 0) {
+        tern_train_opts tt = to;
+        tt.quant_acts = tt.quant_weights = 0;
+        if (tern_onnx_import(path, &g_teacher) || tern_trainer_new(g_teacher, &tt, batch, &teacher)) { rc = cli_fail("finetune: teacher"); goto done; }
+    }
     uint64_t rng = seed;
     if (tern_trainer_new(g, &to, batch, &t)) { rc = cli_fail("finetune"); goto done; }
     if (tern_trainer_set_exponents(t, qm)) { rc = cli_fail("finetune"); goto done; }
@@ -219,7 +232,9 @@ int cmd_finetune(int argc, char **argv) {
             else lr = lr0 * 0.5 * (1.0 + cos(M_PI * step / total));
             double loss;
             int hit;
-            if (tern_trainer_step(t, bx, blab, batch, (float)lr, &loss, &hit)) { rc = cli_fail("finetune"); goto done; }
+            const float *tl = NULL;
+            if (teacher && tern_trainer_forward(teacher, bx, batch, &tl, NULL)) { rc = cli_fail("finetune: teacher"); goto done; }
+            if (tern_trainer_step_distill(t, bx, blab, tl, distill, batch, (float)lr, &loss, &hit)) { rc = cli_fail("finetune"); goto done; }
             lsum += loss * batch;
             hits += hit;
             seen += batch;
@@ -246,16 +261,19 @@ int cmd_finetune(int argc, char **argv) {
     if (tern_qmodel_save(qm, o.out)) { rc = cli_fail("finetune"); goto done; }
     fprintf(stderr, "wrote %s (%.1f min in all)\n", o.out, (tern_now() - t0) / 60);
     if (save_onnx) {
-        fprintf(stderr, "tern finetune: --save-onnx is not implemented yet\n");
-        goto done;
+        int vals[1024], nv = tern_trainer_params(t, vals, 1024);
+        if (nv > 1024 || tern_trainer_write_back(t, 0) || tern_onnx_patch_weights(path, save_onnx, g, vals, nv)) { rc = cli_fail("finetune: --save-onnx"); goto done; }
+        fprintf(stderr, "wrote %s (FP32 shadow weights)\n", save_onnx);
     }
     rc = 0;
 done:
     tt_set_pool(NULL);
     tern_pool_free(pool);
     tern_trainer_free(t);
+    tern_trainer_free(teacher);
     tern_qmodel_free(qm);
     tern_graph_free(g);
+    tern_graph_free(g_teacher);
     free(trpx); free(trlab); free(valpx); free(vallab); free(calpx); free(cidx); free(order); free(blab); free(bx);
     return rc;
 }

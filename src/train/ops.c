@@ -318,6 +318,10 @@ void tt_fq_bwd(const float *y, float *dy, size_t n, int exp, int is_signed) {
 /* ---------------- loss ---------------- */
 
 double tt_softmax_ce(const float *logits, const int *labels, int K, int B, float *dlogits, int *correct) {
+    return tt_softmax_ce_soft(logits, labels, NULL, 0, K, B, dlogits, correct);
+}
+
+double tt_softmax_ce_soft(const float *logits, const int *labels, const float *teacher, float alpha, int K, int B, float *dlogits, int *correct) {
     double loss = 0;
     int ok = 0;
     for (int b = 0; b < B; b++) {
@@ -329,13 +333,20 @@ double tt_softmax_ce(const float *logits, const int *labels, int K, int B, float
         for (int k = 0; k < K; k++) s += exp(logits[(size_t)k * B + b] - m);
         double lse = m + log(s);
         int lab = labels[b];
-        if (lab >= 0 && lab < K) loss += lse - logits[(size_t)lab * B + b];
         ok += am == lab;
-        if (dlogits)
-            for (int k = 0; k < K; k++) {
-                double pk = exp(logits[(size_t)k * B + b] - lse);
-                dlogits[(size_t)k * B + b] = (float)((pk - (k == lab)) / B);
-            }
+        /* target: (1 - alpha) one-hot + alpha softmax(teacher) */
+        double tm = -INFINITY, ts = 0;
+        if (teacher) {
+            for (int k = 0; k < K; k++) tm = teacher[(size_t)k * B + b] > tm ? teacher[(size_t)k * B + b] : tm;
+            for (int k = 0; k < K; k++) ts += exp(teacher[(size_t)k * B + b] - tm);
+        }
+        for (int k = 0; k < K; k++) {
+            double tk = (1.0 - (teacher ? alpha : 0)) * (k == lab);
+            if (teacher) tk += alpha * exp(teacher[(size_t)k * B + b] - tm) / ts;
+            double lp = logits[(size_t)k * B + b] - lse;
+            if (tk > 0) loss -= tk * lp;
+            if (dlogits) dlogits[(size_t)k * B + b] = (float)((exp(lp) - tk) / B);
+        }
     }
     if (correct) *correct = ok;
     return loss / B;

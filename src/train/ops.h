@@ -78,6 +78,11 @@ void tt_fq_bwd(const float *y, float *dy, size_t n, int exp, int is_signed);  /*
  * number of rows whose argmax (first max) equals the label. Computed in double. */
 double tt_softmax_ce(const float *logits, const int *labels, int K, int B, float *dlogits, int *correct);
 
+/* Same with soft targets: target = (1 - alpha) one-hot + alpha softmax(teacher[k][B]) (knowledge
+ * distillation from the FP32 model); teacher NULL = plain cross-entropy. */
+double tt_softmax_ce_soft(const float *logits, const int *labels, const float *teacher, float alpha, int K, int B,
+                          float *dlogits, int *correct);
+
 /* Optional thread pool for the non-GEMM loops (im2col, col2im, pools); NULL = inline. */
 void tt_set_pool(tern_pool *p);
 

@@ -436,10 +436,15 @@ enum tern_status tern_trainer_forward(tern_trainer *t, const float *x, int B, co
 }
 
 enum tern_status tern_trainer_step(tern_trainer *t, const float *x, const int *labels, int B, float lr, double *loss, int *correct) {
+    return tern_trainer_step_distill(t, x, labels, NULL, 0, B, lr, loss, correct);
+}
+
+enum tern_status tern_trainer_step_distill(tern_trainer *t, const float *x, const int *labels, const float *teacher, float alpha,
+                                           int B, float lr, double *loss, int *correct) {
     const float *lg;
     enum tern_status st = tern_trainer_forward(t, x, B, &lg, NULL);
     if (st) return st;
-    double l = tt_softmax_ce(lg, labels, t->nclasses, B, t->dlogits, correct);
+    double l = tt_softmax_ce_soft(lg, labels, teacher, alpha, t->nclasses, B, t->dlogits, correct);
     if (loss) *loss = l;
     if (!isfinite(l)) return tern_errorf(TERN_STATUS_NUMERIC, "trainer: the loss is not finite (learning rate too high?)");
     backward(t, B);
@@ -556,6 +561,20 @@ done:
     t->o = saved;
     free(s0); free(q0); free(s1); free(q1);
     return st;
+}
+
+int tern_trainer_params(const tern_trainer *t, int *values, int max) {
+    int k = 0;
+    for (int i = 0; i < t->nw; i++) {
+        const tern_node *n = &t->g->nodes[t->wl[i].node];
+        if (k < max) values[k] = n->in[1];
+        k++;
+        if (t->wl[i].b) {
+            if (k < max) values[k] = n->in[2];
+            k++;
+        }
+    }
+    return k;
 }
 
 int tern_trainer_nweights(const tern_trainer *t) { return t->nw; }

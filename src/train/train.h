@@ -50,6 +50,10 @@ enum tern_status tern_trainer_correct_stats(tern_trainer *t, const float *x, int
  * *loss = mean cross-entropy, *correct = top-1 hits, both of the forward pass before the update. */
 enum tern_status tern_trainer_step(tern_trainer *t, const float *x, const int *labels, int B, float lr,
                                    double *loss, int *correct);
+/* The same with knowledge distillation: the target is (1 - alpha) one-hot + alpha softmax of
+ * teacher logits ([nclasses][B], e.g. from an FP32 trainer's tern_trainer_forward). */
+enum tern_status tern_trainer_step_distill(tern_trainer *t, const float *x, const int *labels, const float *teacher, float alpha,
+                                           int B, float lr, double *loss, int *correct);
 /* Forward only (quantized as in training); *logits = [nclasses][B] class-major, valid until the
  * next call. */
 enum tern_status tern_trainer_forward(tern_trainer *t, const float *x, int B, const float **logits, int *nclasses);
@@ -63,6 +67,14 @@ enum tern_status tern_trainer_write_back(tern_trainer *t, int quantized);
  * ([cout][K], K = cin*kh*kw) and bias (NULL if none). */
 int tern_trainer_nweights(const tern_trainer *t);
 float *tern_trainer_weights(tern_trainer *t, int i, int *cout, int *K, float **bias);
+
+/* Graph value ids of the trained constants (weights, biases); returns how many (<= max). */
+int tern_trainer_params(const tern_trainer *t, int *values, int max);
+
+/* Copy the ONNX file src to dst with the float initializers named like the graph values
+ * `values` replaced by their current data in g (src/train/onnx_patch.c). Fails, writing
+ * nothing, if one has no initializer of that name and size (e.g. BatchNorm folded at import). */
+enum tern_status tern_onnx_patch_weights(const char *src, const char *dst, const tern_graph *g, const int *values, int nvalues);
 
 /* Deterministic PRNG (splitmix64) and CIFAR-style augmentation: random crop of a c x h x w
  * 8-bit image padded by `pad` pixels (value 0) and a random horizontal flip; writes the
