@@ -500,6 +500,7 @@ typedef struct ep_ctx {
     int osgn, clamp;            /* output int8; clamp to lo8..hi8 after the saturating packs */
     __m256i lo8, hi8;
     int add, rsgn;              /* fused residual add (s16 arithmetic); residual int8 */
+    int shl_c, shl_r, shr;      /* its shifts are not 0 */
     const uint8_t *r;           /* residual image */
     __m256i cmin, cmax, rnd;    /* the conv's own clamp, the add's rounding (s16) */
     __m128i lc, lr, rs;
@@ -538,10 +539,13 @@ static inline __attribute__((always_inline)) __m256i px16(const ep_ctx *E, const
             memcpy(tmp, E->r + at, (size_t)nc);
             rb = _mm_loadu_si128((const __m128i *)tmp);
         }
-        const __m256i b = E->rsgn ? _mm256_cvtepi8_epi16(rb) : _mm256_cvtepu8_epi16(rb);
+        __m256i b = E->rsgn ? _mm256_cvtepi8_epi16(rb) : _mm256_cvtepu8_epi16(rb);
         t = _mm256_min_epi16(_mm256_max_epi16(t, E->cmin), E->cmax);
-        t = _mm256_add_epi16(_mm256_sll_epi16(t, E->lc), _mm256_sll_epi16(b, E->lr));
-        t = _mm256_sra_epi16(_mm256_add_epi16(t, E->rnd), E->rs);
+        /* shifts by 0 are common (ResNet: lc 0, lr 0-1, rs 0-2) */
+        if (E->shl_c) t = _mm256_sll_epi16(t, E->lc);
+        if (E->shl_r) b = _mm256_sll_epi16(b, E->lr);
+        t = _mm256_add_epi16(t, b);
+        if (E->shr) t = _mm256_sra_epi16(_mm256_add_epi16(t, E->rnd), E->rs);
     }
     return t;
 }
@@ -611,7 +615,7 @@ static __attribute__((noinline)) void epi_wide(const ep_ctx *E, const int32_t *P
     "vmovdqa 32(%[wp]), %%ymm7\n\t"                                            \
     "add $64, %[wp]\n\t"
 #define SEG_HEAD "movslq (%[segn]), %[cnt]\n\tadd $4, %[segn]\n\t" LOAD_STEP
-#define SEG_MID "dec %[cnt]\n\tjz 3f\n\t2:\n\t" LOAD_STEP
+#define SEG_MID "dec %[cnt]\n\tjz 3f\n\t.p2align 6\n2:\n\t" LOAD_STEP
 #define SEG_END "dec %[cnt]\n\tjnz 2b\n\t3:\n\t"
 /* after the first segment (peeled: its flush stores, the others add) */
 #define SEG_FIRST_DONE "add $64, %[wp]\n\tcmpl $0, (%[segn])\n\tje 9f\n\t1:\n\t"
@@ -758,7 +762,7 @@ static inline __attribute__((always_inline)) void w8x4(const uint8_t *const *sp,
         W8_FIRST("o2", "s20", "s21") W8_FIRST("o3", "s30", "s31")
         "dec %[cnt]\n\t"
         "jz 3f\n\t"
-        "2:\n\t"
+        ".p2align 6\n2:\n\t"
         W8_LOAD
         W8_PIX("o0", "s00", "s01") W8_PIX("o1", "s10", "s11")
         W8_PIX("o2", "s20", "s21") W8_PIX("o3", "s30", "s31")
@@ -800,7 +804,7 @@ static inline __attribute__((always_inline)) void w8x6(const uint8_t *const *sp,
         W8R_FIRST("o3", "6", "7") W8R_FIRST("o4", "8", "9") W8R_FIRST("o5", "10", "11")
         "dec %[cnt]\n\t"
         "jz 3f\n\t"
-        "2:\n\t"
+        ".p2align 6\n2:\n\t"
         W8_LOAD
         W8R_PIX("o0", "0", "1") W8R_PIX("o1", "2", "3") W8R_PIX("o2", "4", "5")
         W8R_PIX("o3", "6", "7") W8R_PIX("o4", "8", "9") W8R_PIX("o5", "10", "11")
@@ -993,6 +997,9 @@ static void avx2_run_add(const tern_qconv *c, const void *packed, const uint8_t 
     E.cmin = _mm256_set1_epi16((short)c->qmin);
     E.cmax = _mm256_set1_epi16((short)c->qmax);
     E.rnd = _mm256_set1_epi16((short)(a->rs > 0 ? 1 << (a->rs - 1) : 0));
+    E.shl_c = a->lc != 0;
+    E.shl_r = a->lr != 0;
+    E.shr = a->rs != 0;
     E.lc = _mm_cvtsi32_si128(a->lc);
     E.lr = _mm_cvtsi32_si128(a->lr);
     E.rs = _mm_cvtsi32_si128(a->rs);
