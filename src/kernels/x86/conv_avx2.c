@@ -485,11 +485,15 @@ static int band_rows(const tern_qconv *c, int w) {
 }
 static int band_in_rows(const tern_qconv *c, int rows) { return (rows - 1) * c->sh + (c->kh - 1) * c->dh + 1; }
 
+/* Entries of a band's tile offset table: 6 per tile, tiles of 3 pixels or more. */
+static size_t tab_entries(const tern_qconv *c, int w) {
+    return (size_t)MAXPX * (((size_t)band_rows(c, w) * tern_qconv_out_w(c, w) + 2) / 3);
+}
+
 static size_t avx2_scratch_size(const tern_qconv *c, int w) {
     int ns, nseg;
     plan(c, NULL, NULL, NULL, &ns, &nseg);
-    return A64((size_t)ns * sizeof(void *)) + A64(MAXPX * 2 * sizeof(__m256i)) +
-           A64((size_t)band_rows(c, w) * tern_qconv_out_w(c, w) * sizeof(int32_t)) +
+    return A64((size_t)ns * sizeof(void *)) + A64(MAXPX * 2 * sizeof(__m256i)) + A64(tab_entries(c, w) * sizeof(int32_t)) +
            (size_t)band_in_rows(c, band_rows(c, w)) * row_bytes(c, w);
 }
 
@@ -628,6 +632,13 @@ static __attribute__((noinline)) void epi_wide(const ep_ctx *E, const int32_t *P
 #define FLS(s, woff, aoff)                                                       \
     "vpmaddwd " woff "(%[wp]), %%ymm" s ", %%ymm" s "\n\t"                       \
     "vmovdqa %%ymm" s ", " aoff "(%[acc])\n\t"
+/* A tile's pixel offsets: int32 at ot[0..n-1], loaded into registers o0..o(n-1), the last one
+ * into the pointer's own register (one register fewer). */
+#define LOADO(i, last) "movslq " #i "*4(%[" last "]), %[o" #i "]\n\t"
+#define LOADO3 LOADO(0, "o2") LOADO(1, "o2") "movslq 8(%[o2]), %[o2]\n\t"
+#define LOADO4 LOADO(0, "o3") LOADO(1, "o3") LOADO(2, "o3") "movslq 12(%[o3]), %[o3]\n\t"
+#define LOADO5 LOADO(0, "o4") LOADO(1, "o4") LOADO(2, "o4") LOADO(3, "o4") "movslq 16(%[o4]), %[o4]\n\t"
+#define LOADO6 LOADO(0, "o5") LOADO(1, "o5") LOADO(2, "o5") LOADO(3, "o5") LOADO(4, "o5") "movslq 20(%[o5]), %[o5]\n\t"
 #define ALL_YMM "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
     "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
 
@@ -647,13 +658,14 @@ static __attribute__((noinline)) void epi_wide(const ep_ctx *E, const int32_t *P
     F("0", "0", "0") F("1", "32", "32") F("2", "0", "64") F("3", "32", "96")               \
     F("4", "0", "128") F("5", "32", "160") F("10", "0", "192") F("11", "32", "224")        \
     F("12", "0", "256") F("13", "32", "288") F("14", "0", "320") F("15", "32", "352")
-static inline __attribute__((always_inline)) void segs6m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+static inline __attribute__((always_inline)) void segs6m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const int32_t *ot, __m256i *acc) {
     const uint8_t *p;
-    long cnt;
+    long cnt, o0, o1, o2, o3, o4, o5 = (long)(intptr_t)ot;
     __asm__ volatile(
-        BODY6 FL6(FLS) SEG_FIRST_DONE BODY6 FL6(FLM) SEG_NEXT
-        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
-        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [o4] "r"(o[4]), [o5] "r"(o[5]), [acc] "r"(acc)
+        LOADO6 BODY6 FL6(FLS) SEG_FIRST_DONE BODY6 FL6(FLM) SEG_NEXT
+        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt),
+          [o0] "=&r"(o0), [o1] "=&r"(o1), [o2] "=&r"(o2), [o3] "=&r"(o3), [o4] "=&r"(o4), [o5] "+r"(o5)
+        : [acc] "r"(acc)
         : ALL_YMM);
 }
 /* 5 pixels: sums ymm0-5, 10-13; two sets of temporaries (8-9, 14-15) */
@@ -670,13 +682,14 @@ static inline __attribute__((always_inline)) void segs6m(const uint8_t *const *s
     F("0", "0", "0") F("1", "32", "32") F("2", "0", "64") F("3", "32", "96")               \
     F("4", "0", "128") F("5", "32", "160") F("10", "0", "192") F("11", "32", "224")        \
     F("12", "0", "256") F("13", "32", "288")
-static inline __attribute__((always_inline)) void segs5m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+static inline __attribute__((always_inline)) void segs5m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const int32_t *ot, __m256i *acc) {
     const uint8_t *p;
-    long cnt;
+    long cnt, o0, o1, o2, o3, o4 = (long)(intptr_t)ot;
     __asm__ volatile(
-        BODY5 FL5(FLS) SEG_FIRST_DONE BODY5 FL5(FLM) SEG_NEXT
-        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
-        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [o4] "r"(o[4]), [acc] "r"(acc)
+        LOADO5 BODY5 FL5(FLS) SEG_FIRST_DONE BODY5 FL5(FLM) SEG_NEXT
+        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt),
+          [o0] "=&r"(o0), [o1] "=&r"(o1), [o2] "=&r"(o2), [o3] "=&r"(o3), [o4] "+r"(o4)
+        : [acc] "r"(acc)
         : ALL_YMM);
 }
 /* 4 pixels: sums ymm0-5, 10-11; temporaries rotate over 8-9, 12-13, 14-15 */
@@ -690,24 +703,26 @@ static inline __attribute__((always_inline)) void segs5m(const uint8_t *const *s
 #define FL4(F)                                                                              \
     F("0", "0", "0") F("1", "32", "32") F("2", "0", "64") F("3", "32", "96")               \
     F("4", "0", "128") F("5", "32", "160") F("10", "0", "192") F("11", "32", "224")
-static inline __attribute__((always_inline)) void segs4m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+static inline __attribute__((always_inline)) void segs4m(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const int32_t *ot, __m256i *acc) {
     const uint8_t *p;
-    long cnt;
+    long cnt, o0, o1, o2, o3 = (long)(intptr_t)ot;
     __asm__ volatile(
-        BODY4 FL4(FLS) SEG_FIRST_DONE BODY4 FL4(FLM) SEG_NEXT
-        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
-        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [acc] "r"(acc)
+        LOADO4 BODY4 FL4(FLS) SEG_FIRST_DONE BODY4 FL4(FLM) SEG_NEXT
+        : [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt),
+          [o0] "=&r"(o0), [o1] "=&r"(o1), [o2] "=&r"(o2), [o3] "+r"(o3)
+        : [acc] "r"(acc)
         : ALL_YMM);
 }
 
 /* 3 pixels with the s32 accumulators in registers (s16 sums ymm0-5, codes 6-7, temporaries
  * 8-9): for short segments (1x1 convs, 4-bit codes), where flushing to memory would cost more
  * than the steps. */
-static inline __attribute__((always_inline)) void segs3r(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+static inline __attribute__((always_inline)) void segs3r(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const int32_t *ot, __m256i *acc) {
     __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
     const uint8_t *p;
-    long cnt;
+    long cnt, o0, o1, o2 = (long)(intptr_t)ot;
     __asm__ volatile(
+        LOADO3
         "1:\n\t"
         SEG_HEAD
         FIRST_PIX("o0", "0", "1") FIRST_PIX("o1", "2", "3") FIRST_PIX("o2", "4", "5")
@@ -728,8 +743,9 @@ static inline __attribute__((always_inline)) void segs3r(const uint8_t *const *s
         "vpaddd %%ymm5, %[a21], %[a21]\n\t"
         "add $64, %[wp]\n\tcmpl $0, (%[segn])\n\tjnz 1b\n\t"
         : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20), [a21] "+x"(a21),
-          [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt)
-        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2])
+          [sp] "+r"(sp), [wp] "+r"(wp), [segn] "+r"(segn), [p] "=&r"(p), [cnt] "=&r"(cnt),
+          [o0] "=&r"(o0), [o1] "=&r"(o1), [o2] "+r"(o2)
+        :
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "cc", "memory");
     acc[0] = a00; acc[1] = a01; acc[2] = a10; acc[3] = a11; acc[4] = a20; acc[5] = a21;
 }
@@ -753,10 +769,12 @@ static inline __attribute__((always_inline)) void segs3r(const uint8_t *const *s
     "vmovdqa (%[wp]), %%ymm12\n\t"                                             \
     "vmovdqa 32(%[wp]), %%ymm13\n\t"                                           \
     "add $64, %[wp]\n\t"
-static inline __attribute__((always_inline)) void w8x4(const uint8_t *const *sp, const int8_t *wp, long cnt, const ptrdiff_t *o, __m256i *acc) {
+static inline __attribute__((always_inline)) void w8x4(const uint8_t *const *sp, const int8_t *wp, long cnt, const int32_t *ot, __m256i *acc) {
     const uint8_t *p;
+    long o0, o1, o2, o3 = (long)(intptr_t)ot;
     __m256i s00, s01, s10, s11, s20, s21, s30, s31;
     __asm__ volatile(
+        LOADO4
         W8_LOAD
         W8_FIRST("o0", "s00", "s01") W8_FIRST("o1", "s10", "s11")
         W8_FIRST("o2", "s20", "s21") W8_FIRST("o3", "s30", "s31")
@@ -771,8 +789,9 @@ static inline __attribute__((always_inline)) void w8x4(const uint8_t *const *sp,
         "3:\n\t"
         : [s00] "=&x"(s00), [s01] "=&x"(s01), [s10] "=&x"(s10), [s11] "=&x"(s11),
           [s20] "=&x"(s20), [s21] "=&x"(s21), [s30] "=&x"(s30), [s31] "=&x"(s31),
-          [sp] "+r"(sp), [wp] "+r"(wp), [p] "=&r"(p), [cnt] "+r"(cnt)
-        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3])
+          [sp] "+r"(sp), [wp] "+r"(wp), [p] "=&r"(p), [cnt] "+r"(cnt),
+          [o0] "=&r"(o0), [o1] "=&r"(o1), [o2] "=&r"(o2), [o3] "+r"(o3)
+        :
         : "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
     const __m256i c0 = _mm256_load_si256((const __m256i *)wp), c1 = _mm256_load_si256((const __m256i *)(wp + 32));
     acc[0] = _mm256_mullo_epi32(s00, c0); acc[1] = _mm256_mullo_epi32(s01, c1);
@@ -796,9 +815,11 @@ static inline __attribute__((always_inline)) void w8x4(const uint8_t *const *sp,
 #define W8R_OUT(s, coff, aoff)                                                  \
     "vpmulld " coff "(%[wp]), %%ymm" s ", %%ymm" s "\n\t"                        \
     "vmovdqa %%ymm" s ", " aoff "(%[acc])\n\t"
-static inline __attribute__((always_inline)) void w8x6(const uint8_t *const *sp, const int8_t *wp, long cnt, const ptrdiff_t *o, __m256i *acc) {
+static inline __attribute__((always_inline)) void w8x6(const uint8_t *const *sp, const int8_t *wp, long cnt, const int32_t *ot, __m256i *acc) {
     const uint8_t *p;
+    long o0, o1, o2, o3, o4, o5 = (long)(intptr_t)ot;
     __asm__ volatile(
+        LOADO6
         W8_LOAD
         W8R_FIRST("o0", "0", "1") W8R_FIRST("o1", "2", "3") W8R_FIRST("o2", "4", "5")
         W8R_FIRST("o3", "6", "7") W8R_FIRST("o4", "8", "9") W8R_FIRST("o5", "10", "11")
@@ -814,13 +835,14 @@ static inline __attribute__((always_inline)) void w8x6(const uint8_t *const *sp,
         W8R_OUT("0", "0", "0") W8R_OUT("1", "32", "32") W8R_OUT("2", "0", "64") W8R_OUT("3", "32", "96")
         W8R_OUT("4", "0", "128") W8R_OUT("5", "32", "160") W8R_OUT("6", "0", "192") W8R_OUT("7", "32", "224")
         W8R_OUT("8", "0", "256") W8R_OUT("9", "32", "288") W8R_OUT("10", "0", "320") W8R_OUT("11", "32", "352")
-        : [sp] "+r"(sp), [wp] "+r"(wp), [p] "=&r"(p), [cnt] "+r"(cnt)
-        : [o0] "r"(o[0]), [o1] "r"(o[1]), [o2] "r"(o[2]), [o3] "r"(o[3]), [o4] "r"(o[4]), [o5] "r"(o[5]), [acc] "r"(acc)
+        : [sp] "+r"(sp), [wp] "+r"(wp), [p] "=&r"(p), [cnt] "+r"(cnt),
+          [o0] "=&r"(o0), [o1] "=&r"(o1), [o2] "=&r"(o2), [o3] "=&r"(o3), [o4] "=&r"(o4), [o5] "+r"(o5)
+        : [acc] "r"(acc)
         : ALL_YMM);
 }
 
 /* 3 pixels, 8-bit codes on s16-widened rows, any number of clusters. */
-static inline __attribute__((always_inline)) void madd16x3(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const ptrdiff_t *o, __m256i *acc) {
+static inline __attribute__((always_inline)) void madd16x3(const uint8_t *const *sp, const int8_t *wp, const int32_t *segn, const int32_t *o, __m256i *acc) {
     for (int i = 0; i < 6; i++) acc[i] = _mm256_setzero_si256();
     for (; *segn; segn++) {
         __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00;
@@ -856,36 +878,45 @@ typedef struct tile_plan {
     int npix, ntile, nbase, nextra;
 } tile_plan;
 
-/* The tiles of one block over the band's npix pixels (offsets pixoff), each requantised and
- * stored as it is done. blend/sh0: rq8's variant (constants in the common case). */
+/* The tiles of one block over the band's pixels, each requantised and stored as it is done. The
+ * tiles' pixel offsets: tab, 6 int32 a tile (the last one repeated past its pixel count).
+ * blend/sh0: rq8's variant (constants in the common case). */
 static inline __attribute__((always_inline)) void block_tiles(const tile_plan *T, const ep_ctx *E, const uint8_t *const *sp,
                                                               const int32_t *segn, const int32_t *P, const int8_t *wq,
-                                                              const int32_t *pixoff, ptrdiff_t goff, __m256i *acc,
+                                                              const int32_t *tab, __m256i *acc,
                                                               uint8_t *y, size_t at, int nc, int blend, int sh0) {
-    for (int t = 0, p = 0; p < T->npix; t++) {
-        const int n = TERN_MIN(T->nbase + (t < T->nextra), T->npix - p);
-        ptrdiff_t o[MAXPX];
-        const int nt = T->kind == 1 || T->kind == 3 ? 3 : MAXPX;   /* offsets the tile reads */
-        for (int i = 0; i < nt; i++) o[i] = goff + pixoff[p + (i < n ? i : n - 1)];
+    for (int t = 0, p = 0; t < T->ntile; t++) {
+        const int n = TERN_MIN(T->nbase + (t < T->nextra), T->npix - p);   /* pixels of this tile */
+        const int32_t *ot = tab + MAXPX * t;
         switch (T->kind) {
         case 0:
-            if (n == 6) segs6m(sp, wq, segn, o, acc);
-            else if (n == 5) segs5m(sp, wq, segn, o, acc);
-            else if (n == 4) segs4m(sp, wq, segn, o, acc);
-            else segs3r(sp, wq, segn, o, acc);
+            if (n == 6) segs6m(sp, wq, segn, ot, acc);
+            else if (n == 5) segs5m(sp, wq, segn, ot, acc);
+            else if (n == 4) segs4m(sp, wq, segn, ot, acc);
+            else segs3r(sp, wq, segn, ot, acc);
             break;
-        case 1: segs3r(sp, wq, segn, o, acc); break;
+        case 1: segs3r(sp, wq, segn, ot, acc); break;
         case 2:
-            if (n > 4) w8x6(sp, wq, segn[0], o, acc);
-            else w8x4(sp, wq, segn[0], o, acc);
+            if (n > 4) w8x6(sp, wq, segn[0], ot, acc);
+            else w8x4(sp, wq, segn[0], ot, acc);
             break;
-        default: madd16x3(sp, wq, segn, o, acc); break;
+        default: madd16x3(sp, wq, segn, ot, acc); break;
         }
         if (E->wide) epi_wide(E, P, acc, n, y, at, nc);
         else epi(E, P, acc, n, y, at, nc, blend, sh0);
         at += (size_t)n * E->cout;
         p += n;
     }
+}
+
+/* Tiles for npix pixels: tiles of tmax pixels; 4-6 pixel tiles share the pixels evenly over
+ * ceil(npix / 6) (4 to 6 each once npix >= 13) instead of leaving a short last tile. The last
+ * 3-pixel tile may be shorter. */
+static void tile_split(tile_plan *T, int npix, int tmax) {
+    T->npix = npix;
+    T->ntile = (npix + tmax - 1) / tmax;
+    T->nbase = tmax == MAXPX ? npix / T->ntile : tmax;
+    T->nextra = tmax == MAXPX ? npix % T->ntile : 0;
 }
 
 static void band_run(const tern_qconv *c, const pk_hdr *H, const uint8_t *x, int h, int w,
@@ -900,10 +931,9 @@ static void band_run(const tern_qconv *c, const pk_hdr *H, const uint8_t *x, int
     uint8_t *sc = scratch;
     const uint8_t **sp = (const uint8_t **)sc; sc += A64((size_t)H->nsteps * sizeof(void *));
     __m256i *acc = (__m256i *)sc; sc += A64(MAXPX * 2 * sizeof(__m256i));
-    int32_t *pixoff = (int32_t *)sc; sc += A64((size_t)B * ow * sizeof(int32_t));
+    int32_t *tab = (int32_t *)sc; sc += A64(tab_entries(c, w) * sizeof(int32_t));
     uint8_t *band = sc;
     const int direct = H->kind == KIND_MADDUBS && !c->in_signed && H->direct_ok && c->pad_l == 0 && wp <= w;
-    const ptrdiff_t pxs = (ptrdiff_t)c->sw * cin * elem;   /* next pixel of a row */
     /* tile shapes: long segments (3x3 and larger) take 4-6 pixel tiles with the accumulators in
      * memory, short ones 3-pixel tiles with them in registers; 8-bit codes 4-6 (one cluster) or 3 */
     tile_plan T;
@@ -924,32 +954,36 @@ static void band_run(const tern_qconv *c, const pk_hdr *H, const uint8_t *x, int
             base = band;
             rs = (ptrdiff_t)rb;
         }
-        for (int s = 0; s < H->nsteps; s++) sp[s] = base + st[s].dy * rs + st[s].dx;
-        T.npix = (by1 - by0) * ow;
-        {
-            const int32_t rstep = (int32_t)(c->sh * rs), cstep = (int32_t)pxs, nr = by1 - by0;
-            int32_t *po = pixoff;
-            for (int r = 0; r < nr; r++)
-                for (int q = 0; q < ow; q++) *po++ = r * rstep + q * cstep;
+        tile_split(&T, (by1 - by0) * ow, tmax);
+        {   /* the tiles' pixel offsets from the step pointers */
+            const int32_t rstep = (int32_t)(c->sh * rs), cstep = (int32_t)((ptrdiff_t)c->sw * cin * elem);
+            int r = 0, q = 0;
+            for (int t = 0, p = 0; t < T.ntile; t++) {
+                const int n = TERN_MIN(T.nbase + (t < T.nextra), T.npix - p);
+                int32_t *ot = tab + MAXPX * t;
+                for (int i = 0; i < n; i++) {
+                    ot[i] = r * rstep + q * cstep;
+                    if (++q == ow) { q = 0; r++; }
+                }
+                for (int i = n; i < MAXPX; i++) ot[i] = ot[n - 1];
+                p += n;
+            }
         }
-        /* tiles of tmax pixels; 4-6 pixel tiles share the pixels evenly over ceil(npix / 6)
-         * (4 to 6 each once npix >= 13) instead of leaving a short last tile */
-        T.ntile = (T.npix + tmax - 1) / tmax;
-        T.nbase = tmax == MAXPX ? T.npix / T.ntile : tmax;
-        T.nextra = tmax == MAXPX ? T.npix % T.ntile : 0;
-        for (int gi = 0; gi < c->groups; gi++)
+        for (int gi = 0; gi < c->groups; gi++) {
+            const ptrdiff_t goff = (ptrdiff_t)gi * cing * elem;   /* the group's first channel */
+            for (int s = 0; s < H->nsteps; s++) sp[s] = base + st[s].dy * rs + st[s].dx + goff;
             for (int b = 0; b < H->ncb; b++) {
                 const uint8_t *blk = pbase + H->off_blk + (size_t)(gi * H->ncb + b) * H->blk_bytes;
                 const int32_t *P = (const int32_t *)blk;
                 const int8_t *wq = (const int8_t *)(blk + QPARAM_BYTES);
                 const int nc = TERN_MIN(NR, coutg - b * NR);
-                const ptrdiff_t goff = (ptrdiff_t)gi * cing * elem;
                 const size_t at = (size_t)by0 * ow * c->cout + (size_t)gi * coutg + (size_t)b * NR;
                 const int fl = P[Q_FLAGS] & (Q_F_BLEND | Q_F_SH0);
-                if (!fl) block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, 0, 0);
-                else if (fl == Q_F_BLEND) block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, 1, 0);
-                else block_tiles(&T, E, sp, segn, P, wq, pixoff, goff, acc, y, at, nc, (fl & Q_F_BLEND) != 0, 1);
+                if (!fl) block_tiles(&T, E, sp, segn, P, wq, tab, acc, y, at, nc, 0, 0);
+                else if (fl == Q_F_BLEND) block_tiles(&T, E, sp, segn, P, wq, tab, acc, y, at, nc, 1, 0);
+                else block_tiles(&T, E, sp, segn, P, wq, tab, acc, y, at, nc, (fl & Q_F_BLEND) != 0, 1);
             }
+        }
     }
 }
 
