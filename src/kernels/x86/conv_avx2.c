@@ -1267,13 +1267,13 @@ const tern_conv_kernel tern_conv_dw_1x16__avx2 = {
     "conv_dw_1x16__avx2", dw_packed_size, dw_pack, dw_scratch_size, dw_run, dw_run_add,
 };
 
-const tern_conv_kernel tern_conv_t2_3x16__avx2 = {
-    "conv_t2_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
+const tern_conv_kernel tern_conv_t2_6x16__avx2 = {
+    "conv_t2_6x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
 };
-const tern_conv_kernel tern_conv_t4_3x16__avx2 = {
-    "conv_t4_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
+const tern_conv_kernel tern_conv_t4_6x16__avx2 = {
+    "conv_t4_6x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
 };
-const tern_conv_kernel tern_conv_w8_3x16__avx2 = {
-    "conv_w8_3x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
+const tern_conv_kernel tern_conv_w8_6x16__avx2 = {
+    "conv_w8_6x16__avx2", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
 };
 #endif
