@@ -25,8 +25,8 @@ static const char *help =
     "  --calib-rule R        mse (default) or maxabs\n"
     "  --calib-count K       calibration images spread over the training set (default 500)\n"
     "  --epochs E            epochs (default 3)\n"
-    "  --batch B             mini-batch (default 64)\n"
-    "  --lr LR               initial learning rate (default 0.01)\n"
+    "  --batch B             mini-batch (default 32)\n"
+    "  --lr LR               initial learning rate (default 0.0005; BN-folded nets diverge at 0.01)\n"
     "  --schedule S          cosine (default: lr * (1 + cos(pi t/T)) / 2 per step) or step (x0.1 at 50% and 75%)\n"
     "  --momentum M          SGD momentum (default 0.9)\n"
     "  --wd W                weight decay (default 1e-4)\n"
@@ -34,6 +34,7 @@ static const char *help =
     "  --no-correct          skip the statistics correction before training (per-channel mean/variance\n"
     "                        of the quantized network matched to FP32's on 256 calibration images)\n"
     "  --distill A           knowledge distillation from the FP32 model: target = (1-A) one-hot + A softmax(FP32 logits)\n"
+    "                        (default 0.5; 0 = plain cross-entropy)\n"
     "  --fp32-acts, --fp32-weights  train without quantizing activations / weights (ablations)\n"
     "  --seed S              PRNG seed (default 1): same seed, data, options and threads -> same file\n"
     "  --save-onnx FILE      also write the fine-tuned FP32 (shadow) weights into a copy of MODEL.onnx\n";
@@ -87,9 +88,9 @@ int cmd_finetune(int argc, char **argv) {
     tern_train_opts to;
     tern_train_opts_init(&to);
     const char *path = NULL, *train = NULL, *val = NULL, *save_onnx = NULL;
-    int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 64, augment = 1, step_sched = 0, correct = 1;
-    float distill = 0;
-    double lr0 = 0.01;
+    int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 32, augment = 1, step_sched = 0, correct = 1;
+    float distill = 0.5f;
+    double lr0 = 0.0005;
     unsigned long long seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -166,9 +166,9 @@ enum tern_status tern_trainer_new(tern_graph *g, const tern_train_opts *o, int m
     const tern_value *in = &g->values[g->input];
     if (in->ndim != 4) { st = UNSUP("%s: the trainer needs an image input [N,C,H,W]", g->path); goto fail; }
     for (int i = 0; i < g->nvalues; i++) t->v[i].alias = -1;
-    int nweight = 0, last_w = -1;
+    int last_w = -1;
     for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i].op == TERN_OP_CONV || g->nodes[i].op == TERN_OP_GEMM || g->nodes[i].op == TERN_OP_MATMUL) { nweight++; last_w = i; }
+        if (g->nodes[i].op == TERN_OP_CONV || g->nodes[i].op == TERN_OP_GEMM || g->nodes[i].op == TERN_OP_MATMUL) last_w = i;
     /* values: shapes; allocation after aliasing is known */
     tval *X0 = &t->v[g->input];
     shape_of(in, &X0->c, &X0->h, &X0->w);
@@ -258,7 +258,6 @@ enum tern_status tern_trainer_new(tern_graph *g, const tern_train_opts *o, int m
         }
         t->nn++;
     }
-    (void)nweight;
     /* allocate owned buffers */
     for (int i = 0; i < g->nvalues; i++) {
         tval *V = &t->v[i];
@@ -523,14 +522,12 @@ enum tern_status tern_trainer_correct_stats(tern_trainer *t, const float *x, int
     /* reference: FP32 weights, float activations */
     t->o.quant_weights = 0;
     t->o.quant_acts = 0;
-    double cnt[1] = {0};
     for (int s = 0; s < n; s += B) {
         int b = n - s < B ? n - s : B;
         if ((st = quantize_weights(t))) goto done;
         forward(t, x + per * (size_t)s, b);
         layer_stats(t, -1, b, s0, q0);
     }
-    (void)cnt;
     t->o.quant_weights = saved.quant_weights;
     t->o.quant_acts = saved.quant_acts;
     for (int l = 0; l < nw; l++) {
