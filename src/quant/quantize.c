@@ -486,7 +486,7 @@ static void fold_input(const tern_qopts *o, float *w, float *bias, int cout, int
 typedef struct {
     int K, cout;
     int64_t n;                  /* rows accumulated */
-    double *sx, *sy;            /* [K], [cout] */
+    double *sx, *sy, *syy;      /* [K], [cout], [cout] */
     double *gxx;                /* [K][K] */
     double *gxy;                /* [K][cout] */
 } opt_stats;
@@ -502,10 +502,33 @@ static void stats_add(opt_stats *s, const float *X, const float *Y, int rows) {
     for (size_t i = 0; i < (size_t)K * C; i++) s->gxy[i] += tmp[i];
     for (int r = 0; r < rows; r++) {
         for (int k = 0; k < K; k++) s->sx[k] += X[(size_t)r * K + k];
-        for (int c = 0; c < C; c++) s->sy[c] += Y[(size_t)r * C + c];
+        for (int c = 0; c < C; c++) {
+            double y = Y[(size_t)r * C + c];
+            s->sy[c] += y;
+            s->syy[c] += y * y;
+        }
     }
     s->n += rows;
     free(tmp);
+}
+
+/* Output error of channel oc with weights v[K] and the best bias: Var(y - v.x), from the raw
+ * sums (for the --verbose report). */
+static double row_err(const opt_stats *s, int oc, const float *v, double *var_y) {
+    int K = s->K;
+    double inv = 1.0 / (double)s->n, my = s->sy[oc] * inv, e = s->syy[oc] * inv - my * my;
+    *var_y = e;
+    for (int i = 0; i < K; i++) {
+        if (v[i] == 0) continue;
+        double mi = s->sx[i] * inv, hv = 0;
+        for (int j = 0; j < K; j++) {
+            if (v[j] == 0) continue;
+            double g = i <= j ? s->gxx[(size_t)i * K + j] : s->gxx[(size_t)j * K + i];
+            hv += (g * inv - mi * s->sx[j] * inv) * v[j];
+        }
+        e += v[i] * hv - 2 * v[i] * (s->gxy[(size_t)i * s->cout + oc] * inv - mi * my);
+    }
+    return e;
 }
 
 /* Optimise one output channel: codes c[K] and scales a[ncl] in place; H [K][K] (full), t [K]. */
@@ -636,7 +659,8 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
     float **owned = tern_calloc((size_t)(2 * nweight + 2), sizeof(float *));
     int nowned = 0;
     const qt_info *t0 = &q->qt[0];
-    int nimg = o->opt_images > 0 && o->opt_images < ncalib ? o->opt_images : ncalib;
+    int nsrc = o->opt_images > 0 && o->opt_images < ncalib ? o->opt_images : ncalib;
+    int nimg = o->opt_flip ? 2 * nsrc : nsrc; /* with --opt-flip, every image also mirrored */
     int B = 16;
     size_t per = (size_t)t0->c * t0->h * t0->w, plane = (size_t)t0->h * t0->w;
     float *in = tern_malloc(sizeof(float) * per * (size_t)B);
@@ -690,11 +714,12 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
         S.cout = cout;
         S.sx = tern_calloc((size_t)K, sizeof(double));
         S.sy = tern_calloc((size_t)cout, sizeof(double));
+        S.syy = tern_calloc((size_t)cout, sizeof(double));
         S.gxx = tern_calloc((size_t)K * K, sizeof(double));
         S.gxy = tern_calloc((size_t)K * cout, sizeof(double));
         X = tern_malloc(sizeof(float) * (size_t)maxrows * K);
         Y = tern_malloc(sizeof(float) * (size_t)maxrows * cout);
-        if (!xf || !xq || !S.sx || !S.sy || !S.gxx || !S.gxy || !X || !Y) { st = TERN_STATUS_NOMEM; goto next; }
+        if (!xf || !xq || !S.sx || !S.sy || !S.syy || !S.gxx || !S.gxy || !X || !Y) { st = TERN_STATUS_NOMEM; goto next; }
         int sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;
         if (n->op == TERN_OP_CONV) {
             sh = (int)n->a.strides[0]; sw = (int)n->a.strides[1];
@@ -704,10 +729,13 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
         for (int s0 = 0; s0 < nimg && !st; s0 += B) {
             int b = nimg - s0 < B ? nimg - s0 : B;
             for (int i = 0; i < b; i++) {
-                int img = (int)((int64_t)(s0 + i) * ncalib / nimg);
+                int v = s0 + i, flip = o->opt_flip ? v & 1 : 0, img = (int)((int64_t)(o->opt_flip ? v >> 1 : v) * ncalib / nsrc);
+                int W = t0->w;
                 for (int c = 0; c < t0->c; c++)
-                    for (size_t p = 0; p < plane; p++)
-                        in[(size_t)i * per + c * plane + p] = ((float)calib[(size_t)img * per + c * plane + p] / 255.0f - o->mean[c % 3]) / o->std[c % 3];
+                    for (size_t p = 0; p < plane; p++) {
+                        size_t sp = flip ? p - p % W + (W - 1 - p % W) : p;
+                        in[(size_t)i * per + c * plane + p] = ((float)calib[(size_t)img * per + c * plane + sp] / 255.0f - o->mean[c % 3]) / o->std[c % 3];
+                    }
             }
             const float *yf, *xs;
             int64_t yd[TERN_MAX_DIMS], xd[TERN_MAX_DIMS];
@@ -754,6 +782,14 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
             }
         for (int i = 0; i < K; i++) dsum += H[(size_t)i * K + i];
         for (int i = 0; i < K; i++) H[(size_t)i * K + i] += o->opt_damp * dsum / K;
+        double e_fp = 0, e_plain = 0, e_opt = 0, vy = 0;
+        if (o->verbose)
+            for (int oc = 0; oc < cout; oc++) {
+                float *v = wq + (size_t)oc * K;
+                for (int k = 0; k < K; k++) v[k] = ol->scales[(size_t)oc * ncl + (wtype == TERN_WTYPE_INT8 ? 0 : (k / khw) / N)] * ol->codes[(size_t)oc * K + k];
+                e_plain += row_err(&S, oc, v, &vy);
+                e_fp += row_err(&S, oc, w + (size_t)oc * K, &vy);
+            }
         for (int oc = 0; oc < cout; oc++) {
             double my = S.sy[oc] * inv;
             for (int k = 0; k < K; k++) {
@@ -773,17 +809,26 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
         for (int oc = 0; oc < cout; oc++)
             for (int k = 0; k < K; k++)
                 wq[(size_t)oc * K + k] = ol->scales[(size_t)oc * ncl + (wtype == TERN_WTYPE_INT8 ? 0 : (k / khw) / N)] * ol->codes[(size_t)oc * K + k];
+        if (o->verbose) {
+            double v_all = 0;
+            for (int oc = 0; oc < cout; oc++) {
+                e_opt += row_err(&S, oc, wq + (size_t)oc * K, &vy);
+                v_all += vy;
+            }
+            /* output SQNR on the optimisation images, best bias: FP32 weights (the input's error
+             * alone), plain quantizer, after the options */
+            fprintf(stderr, "optimize: layer %d %s (%s:%d) K %d, %lld rows, SQNR dB: fp-w %.1f plain %.1f opt %.1f, %.1f s\n", l->widx, n->name,
+                    wtype == TERN_WTYPE_TERNARY ? "t" : wtype == TERN_WTYPE_INT4 ? "4" : "8", N, K, (long long)S.n,
+                    10 * log10(v_all / e_fp), 10 * log10(v_all / e_plain), 10 * log10(v_all / e_opt), tern_now() - t_start);
+        }
         st = sim_store(q, &gs, l, wq, ol->bias, cout, K, khw, &owned_n, &owned, &nowned);
-        if (o->verbose)
-            fprintf(stderr, "optimize: layer %d %s (%s:%d) %lld rows, %.1f s\n", l->widx, n->name,
-                    wtype == TERN_WTYPE_TERNARY ? "t" : wtype == TERN_WTYPE_INT4 ? "4" : "8", N, (long long)S.n, tern_now() - t_start);
     next:
         if (st && ol->codes) { free(ol->codes); ol->codes = NULL; }
         tern_fp32_ctx_free(xf);
         tern_fp32_ctx_free(xq);
         free(w); free(bias); free(wq); free(X); free(Y);
         free(H); free(tv); free(r); free(M); free(rg);
-        free(S.sx); free(S.sy); free(S.gxx); free(S.gxy);
+        free(S.sx); free(S.sy); free(S.syy); free(S.gxx); free(S.gxy);
     }
 out:
     for (int i = 0; i < nowned; i++) free(owned[i]);
