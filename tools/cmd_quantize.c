@@ -168,7 +168,7 @@ static tern_qmodel *max_drop_search(const budget *b, tern_qopts *q, double max_d
         for (int i = 0; i < nw; i++) {
             if (idx[i] < 0) continue;
             for (int to = step[i] + 1; to <= 2; to++) {
-                if (to == 1 && rf[i][1] <= rf[i][0]) continue; /* already N=1 */
+                if (to == 1 && rf[i][1] >= rf[i][0]) continue; /* already N=1 */
                 double price = macs[i] * (rf[i][step[i]] - rf[i][to]);
                 if ((rep - price) / tot < min_repl) continue;
                 double sc = sens[i] * (left[step[i]] - left[to]) / (price > 0 ? price : 1e-9 * macs[i]);
