@@ -52,7 +52,7 @@
 #endif
 
 enum { KIND_MADDUBS = 0, KIND_MADD16 = 1, KIND_RAW = 2 };   /* RAW: rows copied as they are */
-enum { MR = 3, NR = 16 };
+enum { NR = 16 };   /* output channels per block */
 /* Per block of 16 output channels: int32 bias[16] (signed-input correction folded in), mpos[16],
  * mneg[16], cfix[16]; then int64 rnd[16], tsh[16] in "vector order": for each group of 8
  * channels, the 4 even channels then the 4 odd ones (the lanes vpmuldq sees). See requant8. */
@@ -442,7 +442,8 @@ static inline __m256i bcast4(const uint8_t *p) {
     return _mm256_set1_epi32(v);
 }
 
-/* tern_requant on 8 lanes (channels j8..j8+7 of the block's params). */
+/* tern_requant on 8 lanes (channels j8..j8+7 of the block's params), P_* layout: the VNNI tile
+ * and the depthwise kernel (the blocked AVX2 kernels use rq8). */
 static inline __attribute__((always_inline)) __m256i requant8(__m256i acc, const int32_t *P, int j8, __m256i qmin, __m256i qmax) {
     const __m256i mpos = _mm256_load_si256((const __m256i *)(P + P_MPOS + j8));
     const __m256i mneg = _mm256_load_si256((const __m256i *)(P + P_MNEG + j8));
@@ -462,6 +463,7 @@ static inline __attribute__((always_inline)) __m256i requant8(__m256i acc, const
     return _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
 }
 
+/* the VNNI tile's view of a row (see vnni_pixels) */
 typedef struct run_ctx {
     const uint8_t *const *sp;  /* per step: address of its bytes for pixel 0 of the row */
     const int32_t *segn;
