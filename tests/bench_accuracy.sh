@@ -6,15 +6,7 @@
 #    (calibrated and optimised on the even-numbered ones, all 500);
 #  - ResNet-20 --ptq --opt-images 256 --max-drop 1: within 1 point of FP32 on the test set, >= 80 %
 #    multiplications replaced.
-set -u
-BUILD=${BUILD:-build/release}
-TERN=$BUILD/tern
-D=${TERN_DATA:-../shared/data}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-field() { sed -n "s/.*\"$2\": \([-0-9.e]*\).*/\1/p" "$1" | tail -1; }
+. "$(dirname "$0")/lib.sh"
 within() { awk -v f="$1" -v q="$2" -v l="$3" 'BEGIN { exit !(f - q <= l) }'; }
 CAL="--calib $D/cifar10/data_batch_1.bin --calib-count 256 --preset cifar --quiet"
 TEST="--data $D/cifar10/test_batch.bin --json --quiet"
@@ -42,5 +34,4 @@ if $TERN quantize "$R20" -o "$T/md.tern" $CAL --ptq --opt-images 256 --max-drop 
     within 81.03 "$q" 1 && awk -v r="$rep" 'BEGIN { exit !(r >= 0.8) }' && ok "resnet20 --max-drop 1: top-1 $q vs FP32 81.03, $rep replaced" \
         || bad "resnet20 --max-drop 1: top-1 $q vs FP32 81.03, $rep replaced (want within 1 point and >= 0.8)"
 else bad "quantize --max-drop"; fi
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -6,15 +6,7 @@
 #  - --ptq is deterministic (byte-identical .tern) and each option alone changes the model.
 # About a minute. The slower checks (ResNet-56, Tiny Darknet, --max-drop) are in
 # tests/bench_accuracy.sh (see docs/RESULTS.md).
-set -u
-BUILD=${BUILD:-build/release}
-TERN=$BUILD/tern
-D=${TERN_DATA:-../shared/data}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-field() { sed -n "s/.*\"$2\": \([-0-9.e]*\).*/\1/p" "$1" | tail -1; }
+. "$(dirname "$0")/lib.sh"
 CAL="--calib $D/cifar10/data_batch_1.bin --calib-count 256 --preset cifar --quiet"
 R20=$D/models/cifar10/resnet20.onnx
 FP32=81.03   # README of the data folder: 8103/10000, checked by two FP32 executors (t_fp32_accuracy.sh)
@@ -37,5 +29,4 @@ for f in --bias-corr --opt-scales --opt-round; do
     $TERN quantize "$R20" -o "$T/one.tern" $CAL $f > /dev/null && ! cmp -s "$T/one.tern" "$T/plain.tern" \
         && ok "$f alone changes the model" || bad "$f alone has no effect"
 done
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish
