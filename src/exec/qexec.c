@@ -108,19 +108,10 @@ static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img, int tid)
             }
         return;
     }
-    if (L->op == TERN_QOP_GLOBALAVGPOOL && !tx->wide) {
+    if (L->op == TERN_QOP_GLOBALAVGPOOL) { /* its input is 8-bit: only the logits are wide, and no layer reads them */
         int32_t *sum = e->gap_sum[tid];
         e->chansum(x, tx->is_signed, (size_t)H * W, C, sum);
         for (int c = 0; c < C; c++) store_elem(ty, y, (size_t)c, tern_requant(sum[c], L->mult[1], L->mult[1], L->mshift[1], L->qmin, L->qmax));
-        return;
-    }
-    if (L->op == TERN_QOP_GLOBALAVGPOOL) {
-        for (int c = 0; c < C; c++) {
-            int64_t s = 0;
-            for (int i = 0; i < H * W; i++) s += load_elem(tx, x, (size_t)i * C + c);
-            int32_t sum = (int32_t)s;
-            store_elem(ty, y, (size_t)c, tern_requant(sum, L->mult[1], L->mult[1], L->mshift[1], L->qmin, L->qmax));
-        }
         return;
     }
     for (int oy = 0; oy < ty->h; oy++)
