@@ -31,6 +31,8 @@ static const char *help =
     "  --momentum M          SGD momentum (default 0.9)\n"
     "  --wd W                weight decay (default 1e-4)\n"
     "  --no-augment          no random crop/flip\n"
+    "  --init ptq [--opt-images K]  start from the quantizer's --ptq weights (bias correction, scale refit,\n"
+    "                        code choice on K calibration images, default 256) instead of the FP32 ones\n"
     "  --no-correct          skip the statistics correction before training (per-channel mean/variance\n"
     "                        of the quantized network matched to FP32's on 256 calibration images)\n"
     "  --distill A           knowledge distillation from the FP32 model: target = (1-A) one-hot + A softmax(FP32 logits)\n"
@@ -89,6 +91,7 @@ int cmd_finetune(int argc, char **argv) {
     tern_train_opts_init(&to);
     const char *path = NULL, *train = NULL, *val = NULL, *save_onnx = NULL;
     int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 32, augment = 1, step_sched = 0, correct = 1;
+    int init_ptq = 0, opt_images = 256;
     float distill = 0.5f;
     double lr0 = 0.0005;
     unsigned long long seed = 1;
@@ -96,7 +99,8 @@ int cmd_finetune(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) { printf("%s%s", help, cli_common_help()); return 0; }
         static const char *need[] = {"-o", "--train", "--train-count", "--val", "--val-count", "--weights", "--cluster", "--ternary-rule", "--calib-rule",
-                                     "--calib-count", "--epochs", "--batch", "--lr", "--schedule", "--momentum", "--wd", "--seed", "--save-onnx"};
+                                     "--calib-count", "--epochs", "--batch", "--lr", "--schedule", "--momentum", "--wd", "--seed", "--save-onnx",
+                                     "--init", "--opt-images"};
         int nv = 0;
         for (size_t k = 0; k < sizeof need / sizeof need[0]; k++) nv |= !strcmp(a, need[k]);
         if (nv && !v) { fprintf(stderr, "tern finetune: %s needs a value\n", a); return 2; }
@@ -120,6 +124,8 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--cluster")) { if (!strcmp(v, "all")) q.cluster = 0; else if ((q.cluster = atoi(v)) < 1) BADV(); }
         else if (!strcmp(a, "--ternary-rule")) { if (!strcmp(v, "exact")) q.trule = TERN_TRULE_EXACT; else if (!strcmp(v, "twn")) q.trule = TERN_TRULE_TWN; else BADV(); }
         else if (!strcmp(a, "--calib-rule")) { if (!strcmp(v, "mse")) q.calib_rule = TERN_CALIB_MSE; else if (!strcmp(v, "maxabs")) q.calib_rule = TERN_CALIB_MAXABS; else BADV(); }
+        else if (!strcmp(a, "--init")) { if (!strcmp(v, "ptq")) init_ptq = 1; else if (!strcmp(v, "fp32")) init_ptq = 0; else BADV(); }
+        else if (!strcmp(a, "--opt-images")) { if ((opt_images = atoi(v)) < 1) BADV(); }
         else if (!strcmp(a, "--no-augment")) augment = 0;
         else if (!strcmp(a, "--no-correct")) correct = 0;
         else if (!strcmp(a, "--distill")) { if (!v || !((distill = (float)atof(v)) >= 0 && distill <= 1)) BADV(); i++; }
@@ -182,6 +188,24 @@ int cmd_finetune(int argc, char **argv) {
     tt_set_pool(pool);
     double t0 = tern_now();
     if (tern_quantize(g, &q, calpx, ncal, &qm)) { rc = cli_fail("finetune: post-training quantization"); goto done; }
+    if (init_ptq) { /* start from the quantizer's optimised weights: its FP32 target is the source model */
+        tern_graph *src = NULL;
+        tern_qmodel *pm = NULL;
+        tern_qopts qp = q;
+        qp.bias_corr = qp.opt_scales = qp.opt_round = 1;
+        qp.opt_images = opt_images;
+        qp.export_to = g;
+        double tp = tern_now();
+        enum tern_status pst = tern_onnx_import(path, &src);
+        if (!pst) pst = tern_quantize(src, &qp, calpx, ncal, &pm);
+        if (!pst) fprintf(stderr, "--init ptq (%d images): %.1f s, held-out top-1 %.2f %% (integer engine)\n", opt_images < ncal ? opt_images : ncal,
+                          tern_now() - tp, val ? int_top1(pm, valpx, vallab, nval, o.threads) : -1.0);
+        tern_qmodel_free(pm);
+        tern_graph_free(src);
+        tern_qmodel_free(qm);
+        qm = NULL;
+        if (pst || tern_quantize(g, &q, calpx, ncal, &qm)) { rc = cli_fail("finetune: --init ptq"); goto done; }
+    }
     double before = val ? int_top1(qm, valpx, vallab, nval, o.threads) : -1;
     fprintf(stderr, "post-training quantization (%d calibration images): %.1f s", ncal, tern_now() - t0);
     if (val) fprintf(stderr, ", held-out top-1 %.2f %% (%d images of %s, integer engine)", before, nval, val);

@@ -830,6 +830,13 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
         free(H); free(tv); free(r); free(M); free(rg);
         free(S.sx); free(S.sy); free(S.syy); free(S.gxx); free(S.gxy);
     }
+    for (int i = 0; !st && o->export_to && i < nowned; i++) {
+        tern_value *v = &o->export_to->values[owned_n[i]];
+        size_t nb = sizeof(float) * (size_t)tern_value_numel(&g->values[owned_n[i]]);
+        if (o->export_to->nvalues != g->nvalues || !v->data || tern_value_numel(v) != tern_value_numel(&g->values[owned_n[i]]))
+            st = tern_errorf(TERN_STATUS_INVALID_ARG, "quantize: the export graph does not match '%s'", g->path);
+        else memcpy(v->data, owned[i], nb);
+    }
 out:
     for (int i = 0; i < nowned; i++) free(owned[i]);
     free(owned);

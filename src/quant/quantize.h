@@ -39,6 +39,10 @@ typedef struct tern_qopts {
     int opt_images;             /* images used by the above (default 64; capped by ncalib) */
     int opt_flip;               /* also use each of those images mirrored left-right (twice the data) */
     float opt_damp;             /* ridge term, relative to the mean input power (default 1e-3) */
+    /* If set, the options' result (each optimised layer's weights as scale x code and its bias, in
+     * the layout of the node's own initializers) is also written into this graph's constants: an
+     * import of the same model, not g itself. tern finetune starts training from it. */
+    tern_graph *export_to;
 } tern_qopts;
 
 void tern_qopts_init(tern_qopts *o);
