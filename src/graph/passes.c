@@ -126,3 +126,60 @@ void tern_graph_prune(tern_graph *g) {
     free(need);
     free(dead);
 }
+
+/* The node reading value v, if exactly one node does (else -1). */
+static int sole_consumer(const tern_graph *g, int v) {
+    int found = -1;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            if (g->nodes[i].in[j] == v) {
+                if (found >= 0 && found != i) return -1;
+                found = i;
+            }
+    return v == g->output ? -1 : found;
+}
+
+static int plain_conv(const tern_graph *g, const tern_node *n) {
+    if (n->op != TERN_OP_CONV || n->a.group != 1) return 0;
+    const tern_value *w = &g->values[n->in[1]];
+    if (!w->data || w->dtype != TERN_DTYPE_F32 || w->ndim != 4 || tern_graph_consumers(g, n->in[1]) != 1) return 0;
+    if (n->nin > 2 && n->in[2] >= 0) {
+        const tern_value *b = &g->values[n->in[2]];
+        if (!b->data || b->dtype != TERN_DTYPE_F32 || tern_graph_consumers(g, n->in[2]) != 1) return 0;
+    }
+    return 1;
+}
+
+int tern_graph_equalize(tern_graph *g, int iters) {
+    int pairs = 0;
+    for (int it = 0; it < iters; it++)
+        for (int i = 0; i < g->nnodes; i++) {
+            tern_node *a = &g->nodes[i];
+            if (!plain_conv(g, a)) continue;
+            /* a -> [Relu | LeakyRelu] -> [MaxPool] -> b, each value read by the next node only;
+             * all of them commute with a positive per-channel scale */
+            int v = a->out[0], j = sole_consumer(g, v);
+            if (j >= 0 && (g->nodes[j].op == TERN_OP_RELU || g->nodes[j].op == TERN_OP_LEAKYRELU)) j = sole_consumer(g, v = g->nodes[j].out[0]);
+            if (j >= 0 && g->nodes[j].op == TERN_OP_MAXPOOL) j = sole_consumer(g, v = g->nodes[j].out[0]);
+            if (j < 0 || !plain_conv(g, &g->nodes[j]) || g->nodes[j].in[0] != v) continue;
+            tern_node *b = &g->nodes[j];
+            const tern_value *wa = &g->values[a->in[1]], *wb = &g->values[b->in[1]];
+            int64_t C = wa->dims[0], Ka = wa->dims[1] * wa->dims[2] * wa->dims[3], Cb = wb->dims[0], khw = wb->dims[2] * wb->dims[3];
+            if (wb->dims[1] != C) continue;
+            float *A = wa->data, *Bw = wb->data, *bias = a->nin > 2 && a->in[2] >= 0 ? g->values[a->in[2]].data : NULL;
+            for (int64_t c = 0; c < C; c++) {
+                double r1 = 0, r2 = 0;
+                for (int64_t k = 0; k < Ka; k++) r1 = fmax(r1, fabs(A[c * Ka + k]));
+                for (int64_t o = 0; o < Cb; o++)
+                    for (int64_t k = 0; k < khw; k++) r2 = fmax(r2, fabs(Bw[(o * C + c) * khw + k]));
+                if (!(r1 > 0) || !(r2 > 0)) continue;
+                float s = (float)sqrt(r2 / r1); /* both ranges become sqrt(r1 r2) */
+                for (int64_t k = 0; k < Ka; k++) A[c * Ka + k] *= s;
+                if (bias) bias[c] *= s;
+                for (int64_t o = 0; o < Cb; o++)
+                    for (int64_t k = 0; k < khw; k++) Bw[(o * C + c) * khw + k] /= s;
+            }
+            pairs += it == 0;
+        }
+    return pairs;
+}
