@@ -50,9 +50,9 @@ void cli_report_qmodel(const tern_qmodel *m, const char *tern_path, const char *
     for (int i = 0; i < m->nlayers; i++) {
         const tern_qlayer *L = &m->layers[i];
         const tern_qtensor *t = &m->tensors[L->out];
-        char shape[40], wn[16] = "", act[16];
+        char shape[40], wn[16] = "", act[24];
         snprintf(shape, sizeof shape, "%dx%dx%d", t->c, t->h, t->w);
-        snprintf(act, sizeof act, "%s2^-%d", t->wide ? "i32 " : t->is_signed ? "s8 " : "u8 ", t->exp);
+        snprintf(act, sizeof act, "%s2^%d", t->wide ? "i32 " : t->is_signed ? "s8 " : "u8 ", -t->exp);
         double rep = replaced_macs(L);
         int is_conv = L->op == TERN_QOP_CONV;
         const tern_qconv *c = &L->conv;
