@@ -1,7 +1,8 @@
 /* tern finetune MODEL.onnx --train DATA -o OUT.tern: low-precision fine-tuning (method.md, last
- * section). Quantizes the model post-training (the "before" figure), then retrains the FP32
- * shadow weights with quantized weights and 8-bit activations in the forward pass, and writes
- * the result through the ordinary quantizer: OUT.tern is a plain .tern file. */
+ * section). Quantizes the model post-training (the "before" figure), starts from the quantizer's
+ * --ptq weights (or, --init fp32, from the FP32 ones with a statistics correction), retrains the
+ * shadow weights with quantized weights and 8-bit activations in the forward pass, and writes the
+ * result through the ordinary quantizer: OUT.tern is a plain .tern file. */
 #include "cli.h"
 #include "exec/fp32.h"
 #include "exec/qexec.h"
@@ -31,10 +32,10 @@ static const char *help =
     "  --momentum M          SGD momentum (default 0.9)\n"
     "  --wd W                weight decay (default 1e-4)\n"
     "  --no-augment          no random crop/flip\n"
-    "  --init ptq [--opt-images K]  start from the quantizer's --ptq weights (bias correction, scale refit,\n"
-    "                        code choice on K calibration images, default 256) instead of the FP32 ones\n"
-    "  --no-correct          skip the statistics correction before training (per-channel mean/variance\n"
-    "                        of the quantized network matched to FP32's on 256 calibration images)\n"
+    "  --init ptq|fp32       start from the quantizer's --ptq weights (default: bias correction, scale refit and\n"
+    "                        code choice on --opt-images K calibration images, default 256) or from the FP32 ones\n"
+    "  --correct, --no-correct  statistics correction before training (per-channel mean/variance of the quantized\n"
+    "                        network matched to FP32's on 256 calibration images); default on with --init fp32 only\n"
     "  --distill A           knowledge distillation from the FP32 model: target = (1-A) one-hot + A softmax(FP32 logits)\n"
     "                        (default 0.5; 0 = plain cross-entropy)\n"
     "  --fp32-acts, --fp32-weights  train without quantizing activations / weights (ablations)\n"
@@ -90,8 +91,8 @@ int cmd_finetune(int argc, char **argv) {
     tern_train_opts to;
     tern_train_opts_init(&to);
     const char *path = NULL, *train = NULL, *val = NULL, *save_onnx = NULL;
-    int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 32, augment = 1, step_sched = 0, correct = 1;
-    int init_ptq = 0, opt_images = 256;
+    int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 32, augment = 1, step_sched = 0, correct = -1;
+    int init_ptq = 1, opt_images = 256;
     float distill = 0.5f;
     double lr0 = 0.0005;
     unsigned long long seed = 1;
@@ -128,6 +129,7 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--opt-images")) { if ((opt_images = atoi(v)) < 1) BADV(); }
         else if (!strcmp(a, "--no-augment")) augment = 0;
         else if (!strcmp(a, "--no-correct")) correct = 0;
+        else if (!strcmp(a, "--correct")) correct = 1;
         else if (!strcmp(a, "--distill")) { if (!v || !((distill = (float)atof(v)) >= 0 && distill <= 1)) BADV(); i++; }
         else if (!strcmp(a, "--fp32-acts")) to.quant_acts = 0;
         else if (!strcmp(a, "--fp32-weights")) to.quant_weights = 0;
@@ -141,6 +143,7 @@ int cmd_finetune(int argc, char **argv) {
 #undef BADV
     }
     if (!path || !o.out || !train) { fprintf(stderr, "%s", help); return 2; }
+    if (correct < 0) correct = !init_ptq;
     if (!cli_apply_preset(&o)) return 2;
     memcpy(q.mean, o.mean, sizeof q.mean);
     memcpy(q.std, o.std, sizeof q.std);
