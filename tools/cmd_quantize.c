@@ -25,8 +25,6 @@ static const char *help =
     "  --ptq                 all three (--bias-corr --opt-scales --opt-round)\n"
     "  --equalize            cross-layer range equalization first: rescale each Conv -> ReLU/LeakyReLU -> [MaxPool] -> Conv\n"
     "                        pair's channels (function unchanged) so both weight ranges meet in the middle\n"
-    "  --opt-next            with the above: fit each layer's codes and scales to the error the next conv sees\n"
-    "                        (all output channels together) instead of its own output's\n"
     "  --opt-flip            the three above also use each of their images mirrored left-right\n"
     "  --opt-damp R          ridge term of the three above, relative to the mean input power (default 0.001)\n"
     "  --opt-images K        calibration images used by the three above (default 64)\n"
@@ -252,7 +250,6 @@ int cmd_quantize(int argc, char **argv) {
         else if (!strcmp(a, "--bias-corr")) q.bias_corr = 1;
         else if (!strcmp(a, "--opt-scales")) q.opt_scales = 1;
         else if (!strcmp(a, "--opt-round")) q.opt_round = 1;
-        else if (!strcmp(a, "--opt-next")) q.opt_next = 1;
         else if (!strcmp(a, "--ptq")) q.bias_corr = q.opt_scales = q.opt_round = 1;
         else if (!strcmp(a, "--verbose")) q.verbose = 1;
         else if (!strcmp(a, "--equalize")) equalize = 1;

@@ -110,10 +110,6 @@ enum tern_status tern_graph_infer_and_fold(tern_graph *g);  /* shapes; fold cons
 enum tern_status tern_graph_fold_batchnorm(tern_graph *g);  /* Conv+BN -> Conv */
 enum tern_status tern_graph_remove_identity(tern_graph *g); /* Identity, Dropout */
 void tern_graph_prune(tern_graph *g);                       /* drop nodes not reaching the output */
-/* The conv (groups 1, constant weights) that conv `node` feeds through [Relu | LeakyRelu] ->
- * [MaxPool], every value on the way read by the next node only; -1 if none. *slope: the
- * activation's slope for negative inputs (1 none, 0 ReLU, alpha LeakyReLU). */
-int tern_graph_next_conv(const tern_graph *g, int node, float *slope);
 /* Cross-layer range equalization (optional, tern quantize --equalize): for each Conv ->
  * [Relu|LeakyRelu] -> [MaxPool] -> Conv chain, scale output channel c of the first conv by s_c
  * and input channel c of the second by 1/s_c (the function is unchanged: those ops commute with

@@ -150,29 +150,18 @@ static int plain_conv(const tern_graph *g, const tern_node *n) {
     return 1;
 }
 
-int tern_graph_next_conv(const tern_graph *g, int node, float *slope) {
-    const tern_node *a = &g->nodes[node];
-    if (!plain_conv(g, a)) return -1;
-    /* a -> [Relu | LeakyRelu] -> [MaxPool] -> b, each value read by the next node only */
-    int v = a->out[0], j = sole_consumer(g, v);
-    *slope = 1.0f;
-    if (j >= 0 && (g->nodes[j].op == TERN_OP_RELU || g->nodes[j].op == TERN_OP_LEAKYRELU)) {
-        *slope = g->nodes[j].op == TERN_OP_RELU ? 0.0f : g->nodes[j].a.alpha;
-        j = sole_consumer(g, v = g->nodes[j].out[0]);
-    }
-    if (j >= 0 && g->nodes[j].op == TERN_OP_MAXPOOL) j = sole_consumer(g, v = g->nodes[j].out[0]);
-    if (j < 0 || !plain_conv(g, &g->nodes[j]) || g->nodes[j].in[0] != v) return -1;
-    return j;
-}
-
 int tern_graph_equalize(tern_graph *g, int iters) {
     int pairs = 0;
     for (int it = 0; it < iters; it++)
         for (int i = 0; i < g->nnodes; i++) {
             tern_node *a = &g->nodes[i];
-            float slope;
-            int j = tern_graph_next_conv(g, i, &slope);
-            if (j < 0) continue;
+            if (!plain_conv(g, a)) continue;
+            /* a -> [Relu | LeakyRelu] -> [MaxPool] -> b, each value read by the next node only;
+             * all of them commute with a positive per-channel scale */
+            int v = a->out[0], j = sole_consumer(g, v);
+            if (j >= 0 && (g->nodes[j].op == TERN_OP_RELU || g->nodes[j].op == TERN_OP_LEAKYRELU)) j = sole_consumer(g, v = g->nodes[j].out[0]);
+            if (j >= 0 && g->nodes[j].op == TERN_OP_MAXPOOL) j = sole_consumer(g, v = g->nodes[j].out[0]);
+            if (j < 0 || !plain_conv(g, &g->nodes[j]) || g->nodes[j].in[0] != v) continue;
             tern_node *b = &g->nodes[j];
             const tern_value *wa = &g->values[a->in[1]], *wb = &g->values[b->in[1]];
             int64_t C = wa->dims[0], Ka = wa->dims[1] * wa->dims[2] * wa->dims[3], Cb = wb->dims[0], khw = wb->dims[2] * wb->dims[3];

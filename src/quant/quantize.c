@@ -600,111 +600,6 @@ static void opt_row(const double *H, const double *t, int K, int khw, int N, int
     }
 }
 
-/* --opt-next: refine all output channels of a layer together against the error the *next* conv
- * sees. With E = V - W* (V [cout][K] the dequantized weights, W* what the per-channel objective
- * fits) the objective becomes J = tr(Mh E H E^T), Mh [cout][cout] = (Wn^T Wn summed over the next
- * conv's taps) .* E[d d^T], d the activation's slope at the FP32 pre-activation (1 or the
- * LeakyReLU/ReLU slope): the linearised error after the next conv, positions taken as
- * independent. A 1x1 squeeze conv (128 -> 16 channels, say) ignores most error directions, which
- * this lets the codes use. Moves (single codes; single cluster scales, exact 1-D optimum under
- * a >= 0) keep P = Mh (V H - T) up to date, O(cout K) per accepted move; each move only lowers J,
- * so the result is never worse than the per-channel start on this objective. T [cout][K]: the
- * per-channel linear terms. */
-static void opt_coupled(const double *H, const double *T, const double *Mh, int cout, int K, int khw, int N, int ncl, int qmax,
-                        int ternary, int do_scales, int do_round, int8_t *codes, float *scales, double *P, double *R, double *hv) {
-    int per = ncl == 1 ? K : N * khw;
-    for (int o = 0; o < cout; o++) { /* R = V H - T */
-        double *r = R + (size_t)o * K;
-        for (int k = 0; k < K; k++) r[k] = -T[(size_t)o * K + k];
-        for (int j = 0; j < K; j++) {
-            int8_t c = codes[(size_t)o * K + j];
-            if (!c) continue;
-            double v = (double)scales[(size_t)o * ncl + j / per] * c;
-            const double *h = H + (size_t)j * K;
-            for (int k = 0; k < K; k++) r[k] += v * h[k];
-        }
-    }
-    for (int o = 0; o < cout; o++) { /* P = Mh R */
-        double *p = P + (size_t)o * K;
-        memset(p, 0, sizeof(double) * (size_t)K);
-        for (int o2 = 0; o2 < cout; o2++) {
-            double m = Mh[(size_t)o * cout + o2];
-            if (m == 0) continue;
-            const double *r = R + (size_t)o2 * K;
-            for (int k = 0; k < K; k++) p[k] += m * r[k];
-        }
-    }
-    /* add d * Mh[:, o] (x) u to P and d * u to R[o] */
-#define MOVE(o, d, u) do { \
-        for (int k_ = 0; k_ < K; k_++) R[(size_t)(o) * K + k_] += (d) * (u)[k_]; \
-        for (int o2_ = 0; o2_ < cout; o2_++) { \
-            double m_ = (d) * Mh[(size_t)o2_ * cout + (o)]; \
-            if (m_ == 0) continue; \
-            double *p_ = P + (size_t)o2_ * K; \
-            for (int k_ = 0; k_ < K; k_++) p_[k_] += m_ * (u)[k_]; \
-        } } while (0)
-    for (int round = 0; round < 4; round++) {
-        int moves = 0;
-        if (do_round)
-            for (int o = 0; o < cout; o++) {
-                double moo = Mh[(size_t)o * cout + o];
-                if (!(moo > 0)) continue;
-                for (int k = 0; k < K; k++) {
-                    int8_t *c = &codes[(size_t)o * K + k];
-                    double a = scales[(size_t)o * ncl + k / per], hkk = H[(size_t)k * K + k], best = -1e-12 * a * a * hkk * moo;
-                    if (!(a > 0)) continue;
-                    int bc = *c;
-                    for (int cand = *c - (ternary ? 2 : 1); cand <= *c + (ternary ? 2 : 1); cand++) {
-                        if (cand == *c || cand < -qmax || cand > qmax) continue;
-                        double d = a * (cand - *c), dj = 2 * d * P[(size_t)o * K + k] + d * d * moo * hkk;
-                        if (dj < best) { best = dj; bc = cand; }
-                    }
-                    if (bc == *c) continue;
-                    double d = a * (bc - *c);
-                    *c = (int8_t)bc;
-                    MOVE(o, d, H + (size_t)k * K);
-                    moves++;
-                }
-            }
-        if (do_scales)
-            for (int o = 0; o < cout; o++) {
-                double moo = Mh[(size_t)o * cout + o];
-                if (!(moo > 0)) continue;
-                for (int g = 0; g < ncl; g++) {
-                    int k0 = g * per, k1 = k0 + per < K ? k0 + per : K, any = 0;
-                    memset(hv, 0, sizeof(double) * (size_t)K);
-                    for (int j = k0; j < k1; j++) {
-                        int8_t c = codes[(size_t)o * K + j];
-                        if (!c) continue;
-                        any = 1;
-                        const double *h = H + (size_t)j * K;
-                        for (int k = 0; k < K; k++) hv[k] += c * h[k];
-                    }
-                    if (!any) continue;
-                    double num = 0, den = 0;
-                    for (int j = k0; j < k1; j++) {
-                        int8_t c = codes[(size_t)o * K + j];
-                        num += c * P[(size_t)o * K + j];
-                        den += c * hv[j];
-                    }
-                    den *= moo;
-                    if (!(den > 0)) continue;
-                    float *a = &scales[(size_t)o * ncl + g];
-                    double na = *a - num / den;
-                    if (na < 0) na = 0;
-                    double d = na - *a;
-                    if (fabs(d) <= 1e-9 * (fabs(*a) + 1e-30)) continue;
-                    double old = *a;
-                    *a = (float)na;
-                    d = (double)*a - old; /* the step actually stored */
-                    if (d != 0) MOVE(o, d, hv);
-                }
-            }
-        if (!moves) break;
-    }
-#undef MOVE
-}
-
 /* Write dequantized weights (folded domain) back into the simulation graph's copies, in the
  * layout of the node's own initializers (unfolding the first layer's input normalisation). */
 static enum tern_status sim_store(qctx *q, tern_graph *gs, const low_layer *l, const float *wq_f, const float *b_f,
@@ -789,9 +684,6 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
         int qmax = wtype == TERN_WTYPE_TERNARY ? 1 : wtype == TERN_WTYPE_INT4 ? 7 : 127;
         float *w = NULL, *bias = NULL, *wq = NULL, *X = NULL, *Y = NULL;
         double *H = NULL, *tv = NULL, *r = NULL, *M = NULL, *rg = NULL;
-        double *dd = NULL, *T = NULL, *Mh = NULL, *P = NULL, *R = NULL; /* --opt-next */
-        float *Dm = NULL, *tmpc = NULL;
-        int64_t ndd = 0;
         opt_stats S = {0};
         tern_fp32_ctx *xf = NULL, *xq = NULL;
         opt_layer *ol = &q->wl[l->widx];
@@ -806,8 +698,6 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
         memcpy(ol->bias, bias, sizeof(float) * (size_t)cout);
         /* statistics: FP32 target y (graph cut after this node) and simulated input x (cut before) */
         int ni = (int)(n - g->nodes);
-        float slope = 1;
-        int nx = o->opt_next && (o->opt_scales || o->opt_round) ? tern_graph_next_conv(g, ni, &slope) : -1;
         tern_graph gf = *g, gq = gs;
         gf.nnodes = ni + 1;
         gf.output = n->out[0];
@@ -830,12 +720,6 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
         X = tern_malloc(sizeof(float) * (size_t)maxrows * K);
         Y = tern_malloc(sizeof(float) * (size_t)maxrows * cout);
         if (!xf || !xq || !S.sx || !S.sy || !S.syy || !S.gxx || !S.gxy || !X || !Y) { st = TERN_STATUS_NOMEM; goto next; }
-        if (nx >= 0) {
-            dd = tern_calloc((size_t)cout * cout, sizeof(double));
-            Dm = tern_malloc(sizeof(float) * (size_t)maxrows * cout);
-            tmpc = tern_malloc(sizeof(float) * (size_t)cout * cout);
-            if (!dd || !Dm || !tmpc) { st = TERN_STATUS_NOMEM; goto next; }
-        }
         int sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;
         if (n->op == TERN_OP_CONV) {
             sh = (int)n->a.strides[0]; sw = (int)n->a.strides[1];
@@ -880,13 +764,6 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
                 }
             }
             stats_add(&S, X, Y, rows);
-            if (nx >= 0 && rows > 0) { /* E[d d^T], d = the activation's slope at y */
-                for (size_t i = 0; i < (size_t)rows * cout; i++) Dm[i] = Y[i] > 0 ? 1.0f : slope;
-                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cout, rows, 1.0f, Dm, cout, 0.0f, tmpc, cout);
-                for (int i = 0; i < cout; i++)
-                    for (int j = i; j < cout; j++) dd[(size_t)i * cout + j] += tmpc[(size_t)i * cout + j];
-                ndd += rows;
-            }
         }
         if (st) goto next;
         /* H (symmetric, full), damped */
@@ -896,13 +773,6 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
         M = tern_malloc(sizeof(double) * (size_t)ncl * ncl);
         rg = tern_malloc(sizeof(double) * (size_t)ncl);
         if (!H || !tv || !r || !M || !rg) { st = TERN_STATUS_NOMEM; goto next; }
-        if (nx >= 0) {
-            T = tern_malloc(sizeof(double) * (size_t)cout * K);
-            Mh = tern_malloc(sizeof(double) * (size_t)cout * cout);
-            P = tern_malloc(sizeof(double) * (size_t)cout * K);
-            R = tern_malloc(sizeof(double) * (size_t)cout * K);
-            if (!T || !Mh || !P || !R) { st = TERN_STATUS_NOMEM; goto next; }
-        }
         double inv = 1.0 / (double)S.n, dsum = 0;
         for (int i = 0; i < K; i++)
             for (int j = i; j < K; j++) {
@@ -930,32 +800,11 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
             float *a = ol->scales + (size_t)oc * ncl;
             if (o->opt_scales || o->opt_round)
                 opt_row(H, tv, K, khw, N, ncl, qmax, wtype == TERN_WTYPE_TERNARY, o->opt_scales, o->opt_round, c, a, r, M, rg);
-            if (nx >= 0) memcpy(T + (size_t)oc * K, tv, sizeof(double) * (size_t)K);
-        }
-        if (nx >= 0) { /* --opt-next: Mh = (sum over the next conv's outputs and taps of w w^T) .* E[d d^T] */
-            const tern_node *nb = &g->nodes[nx];
-            const tern_value *wn = &g->values[nb->in[1]];
-            const float *Wn = wn->data;
-            int64_t con = wn->dims[0], khw2 = wn->dims[2] * wn->dims[3];
-            double tr = 0;
-            for (int i = 0; i < cout; i++)
-                for (int j = i; j < cout; j++) {
-                    double m = 0;
-                    for (int64_t o2 = 0; o2 < con; o2++)
-                        for (int64_t t = 0; t < khw2; t++) m += (double)Wn[(o2 * cout + i) * khw2 + t] * Wn[(o2 * cout + j) * khw2 + t];
-                    m *= dd[(size_t)i * cout + j] / (double)ndd;
-                    Mh[(size_t)i * cout + j] = Mh[(size_t)j * cout + i] = m;
-                }
-            for (int i = 0; i < cout; i++) tr += Mh[(size_t)i * cout + i];
-            for (size_t i = 0; tr > 0 && i < (size_t)cout * cout; i++) Mh[i] *= cout / tr;
-            opt_coupled(H, T, Mh, cout, K, khw, N, ncl, qmax, wtype == TERN_WTYPE_TERNARY, o->opt_scales, o->opt_round, ol->codes, ol->scales, P, R, r);
-        }
-        for (int oc = 0; o->bias_corr && oc < cout; oc++) {
-            const int8_t *c = ol->codes + (size_t)oc * K;
-            const float *a = ol->scales + (size_t)oc * ncl;
-            double d = 0;
-            for (int k = 0; k < K; k++) d += (double)a[wtype == TERN_WTYPE_INT8 ? 0 : (k / khw) / N] * c[k] * S.sx[k] * inv;
-            ol->bias[oc] = (float)(S.sy[oc] * inv - d);
+            if (o->bias_corr) {
+                double d = 0;
+                for (int k = 0; k < K; k++) d += (double)a[wtype == TERN_WTYPE_INT8 ? 0 : (k / khw) / N] * c[k] * S.sx[k] * inv;
+                ol->bias[oc] = (float)(my - d);
+            }
         }
         for (int oc = 0; oc < cout; oc++)
             for (int k = 0; k < K; k++)
@@ -979,7 +828,6 @@ static enum tern_status optimize(qctx *q, const uint8_t *calib, int ncalib) {
         tern_fp32_ctx_free(xq);
         free(w); free(bias); free(wq); free(X); free(Y);
         free(H); free(tv); free(r); free(M); free(rg);
-        free(dd); free(T); free(Mh); free(P); free(R); free(Dm); free(tmpc);
         free(S.sx); free(S.sy); free(S.syy); free(S.gxx); free(S.gxy);
     }
     for (int i = 0; !st && o->export_to && i < nowned; i++) {

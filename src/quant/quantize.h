@@ -37,7 +37,6 @@ typedef struct tern_qopts {
     int opt_scales;             /* least-squares refit of each cluster's scale for its codes */
     int opt_round;              /* coordinate-descent choice of codes (-1/0/+1, or +-1 steps) */
     int opt_images;             /* images used by the above (default 64; capped by ncalib) */
-    int opt_next;               /* codes and scales refined against the error after the next conv (opt_coupled) */
     int opt_flip;               /* also use each of those images mirrored left-right (twice the data) */
     float opt_damp;             /* ridge term, relative to the mean input power (default 1e-3) */
     /* If set, the options' result (each optimised layer's weights as scale x code and its bias, in
