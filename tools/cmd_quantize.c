@@ -23,8 +23,6 @@ static const char *help =
     "  --opt-scales          refit cluster scales by least squares on calibration activations\n"
     "  --opt-round           choose ternary/n-bit codes by coordinate descent on the layer output error\n"
     "  --ptq                 all three (--bias-corr --opt-scales --opt-round)\n"
-    "  --equalize            cross-layer range equalization first: rescale each Conv -> ReLU/LeakyReLU -> [MaxPool] -> Conv\n"
-    "                        pair's channels (function unchanged) so both weight ranges meet in the middle\n"
     "  --opt-flip            the three above also use each of their images mirrored left-right\n"
     "  --opt-damp R          ridge term of the three above, relative to the mean input power (default 0.001)\n"
     "  --opt-images K        calibration images used by the three above (default 64)\n"
@@ -206,7 +204,6 @@ int cmd_quantize(int argc, char **argv) {
     tern_qopts_init(&q);
     const char *path = NULL;
     int calib_count = 500, calib_offset = 0, drop_count = 5000;
-    int equalize = 0;
     double max_drop = -1, drop_margin = 0, min_repl = 0.8;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -252,7 +249,6 @@ int cmd_quantize(int argc, char **argv) {
         else if (!strcmp(a, "--opt-round")) q.opt_round = 1;
         else if (!strcmp(a, "--ptq")) q.bias_corr = q.opt_scales = q.opt_round = 1;
         else if (!strcmp(a, "--verbose")) q.verbose = 1;
-        else if (!strcmp(a, "--equalize")) equalize = 1;
         else if (!strcmp(a, "--max-drop")) {
             char *end;
             if (!v || (max_drop = strtod(argv[++i], &end)) < 0 || *end) { fprintf(stderr, "tern quantize: bad --max-drop\n"); return 2; }
@@ -293,10 +289,6 @@ int cmd_quantize(int argc, char **argv) {
     int *idx = NULL, rc = 1;
     if (cli_model_load(path, &o, &m)) { rc = cli_fail("quantize"); goto done; }
     if (strcmp(m->kind, "fp32")) { fprintf(stderr, "tern quantize: %s is already quantized\n", path); goto done; }
-    if (equalize) { /* the graph is ours (loaded above); the FP32 function does not change */
-        int np = tern_graph_equalize((tern_graph *)cli_model_graph(m), 8);
-        if (!o.quiet) fprintf(stderr, "equalize: %d conv pairs\n", np);
-    }
     o.data = o.calib;
     if (cli_dataset_open(&o, m, &ds)) { rc = cli_fail("quantize"); goto done; }
     tern_preproc pp = cli_effective_pp(&o, m);

@@ -110,12 +110,6 @@ enum tern_status tern_graph_infer_and_fold(tern_graph *g);  /* shapes; fold cons
 enum tern_status tern_graph_fold_batchnorm(tern_graph *g);  /* Conv+BN -> Conv */
 enum tern_status tern_graph_remove_identity(tern_graph *g); /* Identity, Dropout */
 void tern_graph_prune(tern_graph *g);                       /* drop nodes not reaching the output */
-/* Cross-layer range equalization (optional, tern quantize --equalize): for each Conv ->
- * [Relu|LeakyRelu] -> [MaxPool] -> Conv chain, scale output channel c of the first conv by s_c
- * and input channel c of the second by 1/s_c (the function is unchanged: those ops commute with
- * a positive scale) so that both weight ranges become sqrt(r1 r2); iters sweeps. Returns the
- * number of chains. */
-int tern_graph_equalize(tern_graph *g, int iters);
 
 /* N-d helpers on raw elements of esize bytes (src/graph/nd.c), shared by folding and the FP32
  * executor. Shapes are int64 dims arrays of ndim entries. */
