@@ -16,10 +16,13 @@
 static const char *help =
     "usage: tern finetune MODEL.onnx --train DATA -o OUT.tern [options]\n"
     "  -o FILE               output .tern file (an ordinary one: tern eval/run/bench read it)\n"
-    "  --train DATA          training images (CIFAR .bin); calibration uses them too\n"
-    "  --train-count K       use the first K training images (default all)\n"
+    "  --train DATA          training images (CIFAR .bin, or an image folder with --labels); calibration uses them too\n"
+    "  --train-count K       use K training images spread over DATA (default all)\n"
+    "  --train-offset O      start that spread at item O (as --calib-offset)\n"
     "  --val DATA            held-out images: integer-engine top-1 before and after every epoch\n"
     "  --val-count K         held-out images, spread over DATA (default 1000)\n"
+    "  --val-offset O        start that spread at item O (e.g. --train-count 500 and --val-offset 1 on a\n"
+    "                        1000-image folder: train on the even items, hold out the odd ones)\n"
     "  --weights t|4|8[:N]   weight type of the body layers (default t: ternary)\n"
     "  --cluster N|all       input channels per scale cluster (default 4)\n"
     "  --ternary-rule R      exact (default) or twn\n"
@@ -42,9 +45,10 @@ static const char *help =
     "  --seed S              PRNG seed (default 1): same seed, data, options and threads -> same file\n"
     "  --save-onnx FILE      also write the fine-tuned FP32 (shadow) weights into a copy of MODEL.onnx\n";
 
-static int read_set(const char *path, int count, int offset, int spread, uint8_t **px, int **lab, int *n, int *c, int *h, int *w) {
+static int read_set(const char *path, const char *labels, const tern_preproc *pp, int count, int offset, int spread, uint8_t **px, int **lab,
+                    int *n, int *c, int *h, int *w) {
     tern_dataset *ds = NULL;
-    if (tern_dataset_open(path, NULL, NULL, &ds)) return 0;
+    if (tern_dataset_open(path, labels, pp, &ds)) return 0;
     tern_dataset_dims(ds, c, h, w);
     int total = tern_dataset_count(ds), *idx = NULL;
     if (spread) idx = cli_subset(total, &count, offset);
@@ -92,7 +96,7 @@ int cmd_finetune(int argc, char **argv) {
     tern_train_opts_init(&to);
     const char *path = NULL, *train = NULL, *val = NULL, *save_onnx = NULL;
     int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 32, augment = 1, step_sched = 0, correct = -1;
-    int init_ptq = 1, opt_images = 256;
+    int init_ptq = 1, opt_images = 256, train_offset = 0, val_offset = 0;
     float distill = 0.5f;
     double lr0 = 0.0005;
     unsigned long long seed = 1;
@@ -101,7 +105,7 @@ int cmd_finetune(int argc, char **argv) {
         if (!strcmp(a, "--help")) { printf("%s%s", help, cli_common_help()); return 0; }
         static const char *need[] = {"-o", "--train", "--train-count", "--val", "--val-count", "--weights", "--cluster", "--ternary-rule", "--calib-rule",
                                      "--calib-count", "--epochs", "--batch", "--lr", "--schedule", "--momentum", "--wd", "--seed", "--save-onnx",
-                                     "--init", "--opt-images"};
+                                     "--init", "--opt-images", "--train-offset", "--val-offset"};
         int nv = 0;
         for (size_t k = 0; k < sizeof need / sizeof need[0]; k++) nv |= !strcmp(a, need[k]);
         if (nv && !v) { fprintf(stderr, "tern finetune: %s needs a value\n", a); return 2; }
@@ -113,6 +117,8 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--save-onnx")) save_onnx = v;
         else if (!strcmp(a, "--train-count")) { if ((train_count = atoi(v)) < 1) BADV(); }
         else if (!strcmp(a, "--val-count")) { if ((val_count = atoi(v)) < 1) BADV(); }
+        else if (!strcmp(a, "--train-offset")) { if ((train_offset = atoi(v)) < 0) BADV(); }
+        else if (!strcmp(a, "--val-offset")) { if ((val_offset = atoi(v)) < 0) BADV(); }
         else if (!strcmp(a, "--calib-count")) { if ((calib_count = atoi(v)) < 1) BADV(); }
         else if (!strcmp(a, "--epochs")) { if ((epochs = atoi(v)) < 0) BADV(); }
         else if (!strcmp(a, "--batch")) { if ((batch = atoi(v)) < 1 || batch > 4096) BADV(); }
@@ -170,9 +176,18 @@ int cmd_finetune(int argc, char **argv) {
             fprintf(stderr, "tern finetune: --save-onnx: Gemm '%s' has alpha/beta != 1 (not supported)\n", g->nodes[i].name);
             goto done;
         }
-    if (!read_set(train, train_count, 0, 0, &trpx, &trlab, &ntr, &C, &H, &W)) { rc = cli_fail("finetune: training data"); goto done; }
-    if (val && !read_set(val, val_count, 0, 1, &valpx, &vallab, &nval, &c2, &h2, &w2)) { rc = cli_fail("finetune: held-out data"); goto done; }
     const tern_value *gin = &g->values[g->input];
+    tern_preproc pp = o.pp; /* image folders: --preset / resize options, else darknet-style to the model's input */
+    if (!o.have_pp && gin->ndim == 4) {
+        pp.resize_short = (int)(gin->dims[2] < gin->dims[3] ? gin->dims[2] : gin->dims[3]);
+        pp.crop_h = (int)gin->dims[2];
+        pp.crop_w = (int)gin->dims[3];
+    }
+    q.bgr = pp.bgr;
+    q.resize_short = pp.resize_short;
+    q.crop = pp.crop_h;
+    if (!read_set(train, o.labels, &pp, train_count, train_offset, 1, &trpx, &trlab, &ntr, &C, &H, &W)) { rc = cli_fail("finetune: training data"); goto done; }
+    if (val && !read_set(val, o.labels, &pp, val_count, val_offset, 1, &valpx, &vallab, &nval, &c2, &h2, &w2)) { rc = cli_fail("finetune: held-out data"); goto done; }
     if (gin->ndim != 4 || gin->dims[1] != C || gin->dims[2] != H || gin->dims[3] != W || (val && (c2 != C || h2 != H || w2 != W))) {
         fprintf(stderr, "tern finetune: the images (%dx%dx%d) do not match the model's input\n", C, H, W);
         goto done;
