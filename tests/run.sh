@@ -9,8 +9,8 @@ for t in "$BUILD"/tests/test_* tests/t_*.sh; do
     [ -x "$t" ] || [ "${t%.sh}" != "$t" ] || continue
     [ -e "$t" ] || continue
     name=$(basename "$t")
-    # quick mode (sanitizer builds): unit tests and the bad-input script only
-    if [ -n "${TERN_QUICK:-}" ] && [ "${t%.sh}" != "$t" ] && [ "$name" != t_bad_input.sh ]; then continue; fi
+    # quick mode (sanitizer builds): unit tests, the bad-input script and the short fine-tuning runs
+    if [ -n "${TERN_QUICK:-}" ] && [ "${t%.sh}" != "$t" ] && [ "$name" != t_bad_input.sh ] && [ "$name" != t_finetune.sh ]; then continue; fi
     echo "== $name"
     t0=$(date +%s)
     if [ "${t%.sh}" != "$t" ]; then out=$(BUILD=$BUILD bash "$t" 2>&1); rc=$?; else out=$("$t" 2>&1); rc=$?; fi
