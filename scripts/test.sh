@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, builds, runs every test in release, then the
-# unit and bad-input tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# unit, bad-input and short fine-tuning tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 set -eu
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh build test
