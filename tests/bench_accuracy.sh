@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The slow accuracy targets of issue 5 (about 40 minutes on one core); t_accuracy.sh has the quick ones.
 #  - ResNet-56 ternary N=4 --ptq within 3 points of FP32 (83.20 %) on the full CIFAR-10 test set;
-#  - ResNet-56 4-bit N=4 --ptq within 0.5, 8-bit --bias-corr within 0.2;
+#  - ResNet-56 4-bit N=4 --ptq --opt-images 256 within 0.5, 8-bit --bias-corr within 0.2;
 #  - Tiny Darknet ternary N=4 --ptq within 5 points of FP32 on the odd-numbered sample images
 #    (calibrated and optimised on the even-numbered ones, all 500);
 #  - ResNet-20 --ptq --opt-images 256 --max-drop 1: within 1 point of FP32 on the test set, >= 80 %
@@ -14,7 +14,7 @@ CAL="--calib $D/cifar10/data_batch_1.bin --calib-count 256 --preset cifar --quie
 TEST="--data $D/cifar10/test_batch.bin --json --quiet"
 R20=$D/models/cifar10/resnet20.onnx; R56=$D/models/cifar10/resnet56.onnx
 
-for spec in "t:4|--ptq|3" "4:4|--ptq|0.5" "8|--bias-corr|0.2"; do
+for spec in "t:4|--ptq|3" "4:4|--ptq --opt-images 256|0.5" "8|--bias-corr|0.2"; do
     IFS='|' read -r w f lim <<< "$spec"
     $TERN quantize "$R56" -o "$T/r56.tern" $CAL --weights $w $f > /dev/null && $TERN eval "$T/r56.tern" $TEST > "$T/q.json" || { bad "resnet56 $w $f"; continue; }
     q=$(field "$T/q.json" top1)
