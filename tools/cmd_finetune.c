@@ -1,7 +1,7 @@
 /* tern finetune MODEL.onnx --train DATA -o OUT.tern: low-precision fine-tuning (method.md, last
- * section). Quantizes the model post-training (the "before" figure), starts from the quantizer's
- * --ptq weights (or, --init fp32, from the FP32 ones with a statistics correction), retrains the
- * shadow weights with quantized weights and 8-bit activations in the forward pass, and writes the
+ * section). Takes its start (the quantizer's --ptq weights, or with --init fp32 the FP32 ones),
+ * reports that start through the plain quantizer (the "before" figure), applies the statistics
+ * correction (by default with --init fp32 only), retrains the shadow weights with quantized weights and 8-bit activations in the forward pass, and writes the
  * result through the ordinary quantizer: OUT.tern is a plain .tern file. */
 #include "cli.h"
 #include "exec/fp32.h"
@@ -204,8 +204,6 @@ int cmd_finetune(int argc, char **argv) {
     tern_fp32_set_threads(o.threads);
     pool = tern_pool_create(o.threads);
     tt_set_pool(pool);
-    double t0 = tern_now();
-    if (tern_quantize(g, &q, calpx, ncal, &qm)) { rc = cli_fail("finetune: post-training quantization"); goto done; }
     if (init_ptq) { /* start from the quantizer's optimised weights: its FP32 target is the source model */
         tern_graph *src = NULL;
         tern_qmodel *pm = NULL;
@@ -220,10 +218,10 @@ int cmd_finetune(int argc, char **argv) {
                           tern_now() - tp, val ? int_top1(pm, valpx, vallab, nval, o.threads) : -1.0);
         tern_qmodel_free(pm);
         tern_graph_free(src);
-        tern_qmodel_free(qm);
-        qm = NULL;
-        if (pst || tern_quantize(g, &q, calpx, ncal, &qm)) { rc = cli_fail("finetune: --init ptq"); goto done; }
+        if (pst) { rc = cli_fail("finetune: --init ptq"); goto done; }
     }
+    double t0 = tern_now(); /* the starting point through the plain quantizer: the "before" figure */
+    if (tern_quantize(g, &q, calpx, ncal, &qm)) { rc = cli_fail("finetune: post-training quantization"); goto done; }
     double before = val ? int_top1(qm, valpx, vallab, nval, o.threads) : -1;
     fprintf(stderr, "post-training quantization (%d calibration images): %.1f s", ncal, tern_now() - t0);
     if (val) fprintf(stderr, ", held-out top-1 %.2f %% (%d images of %s, integer engine)", before, nval, val);
