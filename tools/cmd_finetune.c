@@ -1,8 +1,9 @@
 /* tern finetune MODEL.onnx --train DATA -o OUT.tern: low-precision fine-tuning (method.md, last
  * section). Takes its start (the quantizer's --ptq weights, or with --init fp32 the FP32 ones),
  * reports that start through the plain quantizer (the "before" figure), applies the statistics
- * correction (by default with --init fp32 only), retrains the shadow weights with quantized weights and 8-bit activations in the forward pass, and writes the
- * result through the ordinary quantizer: OUT.tern is a plain .tern file. */
+ * correction (by default with --init fp32 only), retrains the shadow weights with quantized
+ * weights and 8-bit activations in the forward pass, and writes the result through the ordinary
+ * quantizer: OUT.tern is a plain .tern file. */
 #include "cli.h"
 #include "exec/fp32.h"
 #include "exec/qexec.h"
