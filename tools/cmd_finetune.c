@@ -50,6 +50,7 @@ static const char *help =
     "  --rounding-only       post-training reconstruction: codes may only be 0 or the FP32 weight's sign, the\n"
     "                        8-bit layers' weights stay; with --distill 1 no label is used\n"
     "  --fp32-acts, --fp32-weights  train without quantizing activations / weights (ablations)\n"
+    "  --mixup               blend each training image with another (random weights), for --distill 1 only\n"
     "  --val-every E         re-quantize (new activation exponents) and evaluate every E epochs and after the last\n"
     "                        (default 1; the re-calibration takes minutes on 224x224 images)\n"
     "  --seed S              PRNG seed (default 1): same seed, data, options and threads -> same file\n"
@@ -106,7 +107,7 @@ int cmd_finetune(int argc, char **argv) {
     tern_train_opts_init(&to);
     const char *path = NULL, *train = NULL, *val = NULL, *save_onnx = NULL;
     int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 32, augment = 1, step_sched = 0, correct = -1;
-    int init_ptq = 1, rounding_only = 0, val_every = 1, opt_images = 256, train_offset = 0, val_offset = 0;
+    int init_ptq = 1, rounding_only = 0, mixup = 0, val_every = 1, opt_images = 256, train_offset = 0, val_offset = 0;
     float distill = 0.5f, feat_w = 0, min_area = 0;
     double lr0 = 0.0005;
     unsigned long long seed = 1;
@@ -152,6 +153,7 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--features")) { if (!v || !((feat_w = (float)atof(v)) >= 0)) BADV(); i++; }
         else if (!strcmp(a, "--rounding-only")) rounding_only = 1;
         else if (!strcmp(a, "--adam")) to.adam = 1;
+        else if (!strcmp(a, "--mixup")) mixup = 1;
         else if (!strcmp(a, "--fp32-acts")) to.quant_acts = 0;
         else if (!strcmp(a, "--fp32-weights")) to.quant_weights = 0;
         else {
@@ -164,6 +166,7 @@ int cmd_finetune(int argc, char **argv) {
 #undef BADV
     }
     if (!path || !o.out || !train) { fprintf(stderr, "%s", help); return 2; }
+    if (mixup && distill != 1.0f) { fprintf(stderr, "tern finetune: --mixup needs --distill 1 (blended images have no label)\n"); return 2; }
     if (correct < 0) correct = !init_ptq;
     if (!cli_apply_preset(&o)) return 2;
     memcpy(q.mean, o.mean, sizeof q.mean);
@@ -285,6 +288,12 @@ int cmd_finetune(int argc, char **argv) {
                 if (augment && min_area > 0) tern_augment_scale(trpx + per * (size_t)k, C, H, W, min_area, 1, &rng, o.mean, o.std, bx + per * (size_t)j);
                 else tern_augment(trpx + per * (size_t)k, C, H, W, augment ? 4 : 0, augment, &rng, o.mean, o.std, bx + per * (size_t)j);
             }
+            if (mixup) /* function matching on new images: each one blended with the next in the batch (labels unused) */
+                for (int j = 0; j < batch && batch > 1; j++) {
+                    float lam = (float)(tern_rng_next(&rng) >> 40) / (float)(1 << 24);
+                    float *a = bx + per * (size_t)j, *b = bx + per * (size_t)((j + 1) % batch);
+                    for (size_t k = 0; k < per; k++) a[k] = lam * a[k] + (1 - lam) * b[k];
+                }
             double lr;
             if (step_sched) lr = lr0 * (step >= total * 3 / 4 ? 0.01 : step >= total / 2 ? 0.1 : 1.0);
             else lr = lr0 * 0.5 * (1.0 + cos(M_PI * step / total));
