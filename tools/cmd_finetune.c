@@ -36,23 +36,13 @@ static const char *help =
     "  --momentum M          SGD momentum (default 0.9)\n"
     "  --wd W                weight decay (default 1e-4)\n"
     "  --no-augment          no random crop/flip\n"
-    "  --scale-augment A     random crops of A..1 of the image area resized back, and flips, instead of the\n"
-    "                        4-pixel shifts (for few 224x224 images; e.g. 0.3)\n"
     "  --init ptq|fp32       start from the quantizer's --ptq weights (default: bias correction, scale refit and\n"
     "                        code choice on --opt-images K calibration images, default 256) or from the FP32 ones\n"
     "  --correct, --no-correct  statistics correction before training (per-channel mean/variance of the quantized\n"
     "                        network matched to FP32's on 256 calibration images); default on with --init fp32 only\n"
     "  --distill A           knowledge distillation from the FP32 model: target = (1-A) one-hot + A softmax(FP32 logits)\n"
     "                        (default 0.5; 0 = plain cross-entropy)\n"
-    "  --features W          also match every hidden layer's output to the FP32 model's on the same batch:\n"
-    "                        loss += W * |q - fp32|^2 / |fp32|^2 per layer (default 0: off)\n"
-    "  --adam                Adam instead of SGD: each layer steps lr x its mean |weight| (try --lr 0.003)\n"
-    "  --rounding-only       post-training reconstruction: codes may only be 0 or the FP32 weight's sign, the\n"
-    "                        8-bit layers' weights stay; with --distill 1 no label is used\n"
     "  --fp32-acts, --fp32-weights  train without quantizing activations / weights (ablations)\n"
-    "  --mixup               blend each training image with another (random weights), for --distill 1 only\n"
-    "  --val-every E         re-quantize (new activation exponents) and evaluate every E epochs and after the last\n"
-    "                        (default 1; the re-calibration takes minutes on 224x224 images)\n"
     "  --seed S              PRNG seed (default 1): same seed, data, options and threads -> same file\n"
     "  --save-onnx FILE      also write the fine-tuned FP32 (shadow) weights into a copy of MODEL.onnx\n";
 
@@ -107,8 +97,8 @@ int cmd_finetune(int argc, char **argv) {
     tern_train_opts_init(&to);
     const char *path = NULL, *train = NULL, *val = NULL, *save_onnx = NULL;
     int train_count = 0, val_count = 1000, calib_count = 500, epochs = 3, batch = 32, augment = 1, step_sched = 0, correct = -1;
-    int init_ptq = 1, rounding_only = 0, mixup = 0, val_every = 1, opt_images = 256, train_offset = 0, val_offset = 0;
-    float distill = 0.5f, feat_w = 0, min_area = 0;
+    int init_ptq = 1, opt_images = 256, train_offset = 0, val_offset = 0;
+    float distill = 0.5f;
     double lr0 = 0.0005;
     unsigned long long seed = 1;
     for (int i = 1; i < argc; i++) {
@@ -116,7 +106,7 @@ int cmd_finetune(int argc, char **argv) {
         if (!strcmp(a, "--help")) { printf("%s%s", help, cli_common_help()); return 0; }
         static const char *need[] = {"-o", "--train", "--train-count", "--val", "--val-count", "--weights", "--cluster", "--ternary-rule", "--calib-rule",
                                      "--calib-count", "--epochs", "--batch", "--lr", "--schedule", "--momentum", "--wd", "--seed", "--save-onnx",
-                                     "--init", "--opt-images", "--train-offset", "--val-offset", "--val-every"};
+                                     "--init", "--opt-images", "--train-offset", "--val-offset"};
         int nv = 0;
         for (size_t k = 0; k < sizeof need / sizeof need[0]; k++) nv |= !strcmp(a, need[k]);
         if (nv && !v) { fprintf(stderr, "tern finetune: %s needs a value\n", a); return 2; }
@@ -132,7 +122,6 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--val-offset")) { if ((val_offset = atoi(v)) < 0) BADV(); }
         else if (!strcmp(a, "--calib-count")) { if ((calib_count = atoi(v)) < 1) BADV(); }
         else if (!strcmp(a, "--epochs")) { if ((epochs = atoi(v)) < 0) BADV(); }
-        else if (!strcmp(a, "--val-every")) { if ((val_every = atoi(v)) < 1) BADV(); }
         else if (!strcmp(a, "--batch")) { if ((batch = atoi(v)) < 1 || batch > 4096) BADV(); }
         else if (!strcmp(a, "--lr")) { if (!((lr0 = atof(v)) >= 0)) BADV(); }
         else if (!strcmp(a, "--momentum")) { if (!((to.momentum = (float)atof(v)) >= 0)) BADV(); }
@@ -146,14 +135,9 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--init")) { if (!strcmp(v, "ptq")) init_ptq = 1; else if (!strcmp(v, "fp32")) init_ptq = 0; else BADV(); }
         else if (!strcmp(a, "--opt-images")) { if ((opt_images = atoi(v)) < 1) BADV(); }
         else if (!strcmp(a, "--no-augment")) augment = 0;
-        else if (!strcmp(a, "--scale-augment")) { if (!v || !((min_area = (float)atof(v)) > 0 && min_area <= 1)) BADV(); i++; }
         else if (!strcmp(a, "--no-correct")) correct = 0;
         else if (!strcmp(a, "--correct")) correct = 1;
         else if (!strcmp(a, "--distill")) { if (!v || !((distill = (float)atof(v)) >= 0 && distill <= 1)) BADV(); i++; }
-        else if (!strcmp(a, "--features")) { if (!v || !((feat_w = (float)atof(v)) >= 0)) BADV(); i++; }
-        else if (!strcmp(a, "--rounding-only")) rounding_only = 1;
-        else if (!strcmp(a, "--adam")) to.adam = 1;
-        else if (!strcmp(a, "--mixup")) mixup = 1;
         else if (!strcmp(a, "--fp32-acts")) to.quant_acts = 0;
         else if (!strcmp(a, "--fp32-weights")) to.quant_weights = 0;
         else {
@@ -166,7 +150,6 @@ int cmd_finetune(int argc, char **argv) {
 #undef BADV
     }
     if (!path || !o.out || !train) { fprintf(stderr, "%s", help); return 2; }
-    if (mixup && distill != 1.0f) { fprintf(stderr, "tern finetune: --mixup needs --distill 1 (blended images have no label)\n"); return 2; }
     if (correct < 0) correct = !init_ptq;
     if (!cli_apply_preset(&o)) return 2;
     memcpy(q.mean, o.mean, sizeof q.mean);
@@ -244,15 +227,14 @@ int cmd_finetune(int argc, char **argv) {
     fprintf(stderr, "post-training quantization (%d calibration images): %.1f s", ncal, tern_now() - t0);
     if (val) fprintf(stderr, ", held-out top-1 %.2f %% (%d images of %s, integer engine)", before, nval, val);
     fprintf(stderr, "\n");
-    if (distill > 0 || feat_w > 0 || rounding_only) {
+    if (distill > 0) {
         tern_train_opts tt = to;
         tt.quant_acts = tt.quant_weights = 0;
         if (tern_onnx_import(path, &g_teacher) || tern_trainer_new(g_teacher, &tt, batch, &teacher)) { rc = cli_fail("finetune: teacher"); goto done; }
     }
     uint64_t rng = seed;
     if (tern_trainer_new(g, &to, batch, &t)) { rc = cli_fail("finetune"); goto done; }
-    if (tern_trainer_set_exponents(t, qm) || tern_trainer_set_feature_teacher(t, teacher, feat_w) ||
-        (rounding_only && tern_trainer_set_rounding_only(t, teacher))) { rc = cli_fail("finetune"); goto done; }
+    if (tern_trainer_set_exponents(t, qm)) { rc = cli_fail("finetune"); goto done; }
     if (correct) {
         int nc = ncal < 256 ? ncal : 256;
         float *cx = tern_malloc(sizeof(float) * per * (size_t)nc);
@@ -285,15 +267,8 @@ int cmd_finetune(int argc, char **argv) {
             for (int j = 0; j < batch; j++) {
                 int k = order[s * batch + j];
                 blab[j] = trlab[k];
-                if (augment && min_area > 0) tern_augment_scale(trpx + per * (size_t)k, C, H, W, min_area, 1, &rng, o.mean, o.std, bx + per * (size_t)j);
-                else tern_augment(trpx + per * (size_t)k, C, H, W, augment ? 4 : 0, augment, &rng, o.mean, o.std, bx + per * (size_t)j);
+                tern_augment(trpx + per * (size_t)k, C, H, W, augment ? 4 : 0, augment, &rng, o.mean, o.std, bx + per * (size_t)j);
             }
-            if (mixup) /* function matching on new images: each one blended with the next in the batch (labels unused) */
-                for (int j = 0; j < batch && batch > 1; j++) {
-                    float lam = (float)(tern_rng_next(&rng) >> 40) / (float)(1 << 24);
-                    float *a = bx + per * (size_t)j, *b = bx + per * (size_t)((j + 1) % batch);
-                    for (size_t k = 0; k < per; k++) a[k] = lam * a[k] + (1 - lam) * b[k];
-                }
             double lr;
             if (step_sched) lr = lr0 * (step >= total * 3 / 4 ? 0.01 : step >= total / 2 ? 0.1 : 1.0);
             else lr = lr0 * 0.5 * (1.0 + cos(M_PI * step / total));
@@ -316,10 +291,6 @@ int cmd_finetune(int argc, char **argv) {
             }
         }
         double train_s = tern_now() - te;
-        if ((ep + 1) % val_every && ep + 1 < epochs) {
-            fprintf(stderr, "epoch %d/%d: train loss %.4f, train top-1 %.2f %% (quantized forward), %.2f min\n", ep + 1, epochs, lsum / seen, 100.0 * hits / seen, train_s / 60);
-            continue;
-        }
         /* the integer model of this epoch: quantized weights through the ordinary quantizer
          * (recalibrated on them); its exponents drive the next epoch's fake quantisation */
         tern_qmodel_free(qm);

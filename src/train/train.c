@@ -24,8 +24,6 @@ typedef struct {
     float *tmp;                 /* [cout][K] folded copy */
     int8_t *codes;
     float *scales;
-    int8_t *sign0;              /* rounding-only mode: the FP32 weights' signs (NULL: free) */
-    float *sw, *sb, rs_w, rs_b; /* Adam: second moments; step sizes relative to these magnitudes */
 } tw;
 
 typedef struct {
@@ -50,12 +48,6 @@ struct tern_trainer {
     size_t col_size;
     int logits, nclasses;       /* value holding the logits */
     float *dlogits;
-    const struct tern_trainer *feat; /* feature targets: the same values in this (FP32) trainer */
-    float feat_w;
-    int *fv, nfv;               /* the values matched: every hidden weight layer's (activated) output */
-    int rounding_only;          /* tern_trainer_set_rounding_only */
-    long nstep;                 /* Adam's bias correction */
-    double feat_loss;
 };
 
 void tern_train_opts_init(tern_train_opts *o) {
@@ -304,14 +296,13 @@ void tern_trainer_free(tern_trainer *t) {
     for (int i = 0; i < t->nw; i++) {
         tw *L = &t->wl[i];
         free(L->w); free(L->b); free(L->wq); free(L->gw); free(L->gb); free(L->vw); free(L->vb);
-        free(L->fold); free(L->tmp); free(L->codes); free(L->scales); free(L->sign0); free(L->sw); free(L->sb);
+        free(L->fold); free(L->tmp); free(L->codes); free(L->scales);
     }
     free(t->v);
     free(t->nd);
     free(t->wl);
     free(t->col);
     free(t->dlogits);
-    free(t->fv);
     free(t);
 }
 
@@ -368,46 +359,6 @@ static enum tern_status quantize_weights(tern_trainer *t) {
     return TERN_STATUS_OK;
 }
 
-/* Adam (beta 0.9, 0.999), no weight decay. Each layer's step is lr times the mean magnitude of its
- * weights (biases: of its biases) at the first step, so one lr suits layers of any scale. */
-static enum tern_status adam_update(tern_trainer *t, float lr) {
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-12;
-    t->nstep++;
-    double c1 = 1.0 - pow(b1, (double)t->nstep), c2 = 1.0 - pow(b2, (double)t->nstep);
-    for (int i = 0; i < t->nw; i++) {
-        tw *L = &t->wl[i];
-        size_t WK = (size_t)L->cout * L->K;
-        if (!L->sw) {
-            double a = 0, ab = 0;
-            if (!(L->sw = tern_calloc(WK, sizeof(float)))) return TERN_STATUS_NOMEM;
-            if (L->b && !(L->sb = tern_calloc((size_t)L->cout, sizeof(float)))) return TERN_STATUS_NOMEM;
-            memset(L->vw, 0, sizeof(float) * WK);
-            if (L->vb) memset(L->vb, 0, sizeof(float) * (size_t)L->cout);
-            for (size_t k = 0; k < WK; k++) a += fabs(L->w[k]);
-            for (int o = 0; L->b && o < L->cout; o++) ab += fabs(L->b[o]);
-            L->rs_w = (float)(a / (double)WK);
-            L->rs_b = L->b ? (float)(ab / L->cout) : 0;
-            if (L->rs_b < L->rs_w) L->rs_b = L->rs_w;
-        }
-        int frozen = t->rounding_only && L->wtype == TERN_WTYPE_INT8;
-        float sw = (float)(lr * L->rs_w), sb = (float)(lr * L->rs_b);
-        for (size_t k = 0; k < WK && !frozen; k++) {
-            float gk = L->gw[k];
-            L->vw[k] = (float)(b1 * L->vw[k] + (1 - b1) * gk);
-            L->sw[k] = (float)(b2 * L->sw[k] + (1 - b2) * gk * gk);
-            L->w[k] -= sw * (float)((L->vw[k] / c1) / (sqrt(L->sw[k] / c2) + eps));
-            if (L->sign0 && L->w[k] * L->sign0[k] < 0) L->w[k] = 0;
-        }
-        for (int o = 0; L->b && o < L->cout; o++) {
-            float gk = L->gb[o];
-            L->vb[o] = (float)(b1 * L->vb[o] + (1 - b1) * gk);
-            L->sb[o] = (float)(b2 * L->sb[o] + (1 - b2) * gk * gk);
-            L->b[o] -= sb * (float)((L->vb[o] / c1) / (sqrt(L->sb[o] / c2) + eps));
-        }
-    }
-    return TERN_STATUS_OK;
-}
-
 static size_t vsize(const tval *V, int B) { return (size_t)V->c * V->h * V->w * (size_t)B; }
 
 static void forward(tern_trainer *t, const float *x, int B) {
@@ -446,21 +397,6 @@ static void backward(tern_trainer *t, int B) {
         if (t->v[i].alias == i && i != g->input) memset(t->v[i].g, 0, sizeof(float) * vsize(&t->v[i], B));
     tval *Lg = &t->v[t->logits];
     memcpy(Lg->g, t->dlogits, sizeof(float) * (size_t)t->nclasses * B);
-    t->feat_loss = 0;
-    for (int f = 0; t->feat && f < t->nfv; f++) { /* w * |q - r|^2 / |r|^2 per matched value */
-        tval *Q = &t->v[t->fv[f]];
-        const float *r = t->feat->v[t->fv[f]].d;
-        size_t n = vsize(Q, B);
-        double rr = 0, e = 0;
-        for (size_t k = 0; k < n; k++) {
-            rr += (double)r[k] * r[k];
-            e += ((double)Q->d[k] - r[k]) * ((double)Q->d[k] - r[k]);
-        }
-        if (!(rr > 0)) continue;
-        t->feat_loss += t->feat_w * e / rr;
-        float c = (float)(2.0 * t->feat_w / rr);
-        for (size_t k = 0; k < n; k++) Q->g[k] += c * (Q->d[k] - r[k]);
-    }
     for (int i = t->nn - 1; i >= 0; i--) {
         tnode *tn = &t->nd[i];
         tval *X = &t->v[tn->x], *Y = &t->v[tn->y];
@@ -508,22 +444,18 @@ enum tern_status tern_trainer_step_distill(tern_trainer *t, const float *x, cons
     enum tern_status st = tern_trainer_forward(t, x, B, &lg, NULL);
     if (st) return st;
     double l = tt_softmax_ce_soft(lg, labels, teacher, alpha, t->nclasses, B, t->dlogits, correct);
+    if (loss) *loss = l;
     if (!isfinite(l)) return tern_errorf(TERN_STATUS_NUMERIC, "trainer: the loss is not finite (learning rate too high?)");
     backward(t, B);
-    l += t->feat_loss;
-    if (loss) *loss = l;
-    if (t->o.adam) return adam_update(t, lr);
     /* SGD with momentum (PyTorch form): v = m v + (g + wd w); w -= lr v. Straight-through: the
      * gradient of the quantized weights is applied to the shadow weights. */
     float m = t->o.momentum, wd = t->o.wd;
     for (int i = 0; i < t->nw; i++) {
         tw *L = &t->wl[i];
         size_t WK = (size_t)L->cout * L->K;
-        int frozen = t->rounding_only && L->wtype == TERN_WTYPE_INT8;
-        for (size_t k = 0; k < WK && !frozen; k++) {
+        for (size_t k = 0; k < WK; k++) {
             L->vw[k] = m * L->vw[k] + L->gw[k] + wd * L->w[k];
             L->w[k] -= lr * L->vw[k];
-            if (L->sign0 && L->w[k] * L->sign0[k] < 0) L->w[k] = 0; /* a code is 0 or the FP32 sign */
         }
         if (L->b)
             for (int o = 0; o < L->cout; o++) {
@@ -642,43 +574,6 @@ int tern_trainer_params(const tern_trainer *t, int *values, int max) {
     return k;
 }
 
-enum tern_status tern_trainer_set_feature_teacher(tern_trainer *t, const tern_trainer *ref, float w) {
-    t->feat = NULL;
-    if (!ref || !(w > 0)) return TERN_STATUS_OK;
-    if (ref->g->nvalues != t->g->nvalues || ref->nn != t->nn) return tern_errorf(TERN_STATUS_INVALID_ARG, "trainer: the feature teacher is another graph");
-    if (!t->fv && !(t->fv = tern_malloc(sizeof(int) * (size_t)(t->nn + 1)))) return TERN_STATUS_NOMEM;
-    t->nfv = 0;
-    for (int i = 0; i < t->nn; i++) {
-        const tnode *tn = &t->nd[i];
-        if (tn->kind != K_CONV || tn->y == t->logits || t->v[tn->y].alias == t->logits) continue;
-        int f = fusable(t->g, &t->g->nodes[t->wl[tn->wl].node], 1);
-        int v = f >= 0 ? f : tn->y;
-        if (v == t->logits || t->v[v].alias == t->logits) continue;
-        t->fv[t->nfv++] = v;
-    }
-    t->feat = ref;
-    t->feat_w = w;
-    return TERN_STATUS_OK;
-}
-
-enum tern_status tern_trainer_set_rounding_only(tern_trainer *t, const tern_trainer *ref) {
-    if (ref->nw != t->nw) return tern_errorf(TERN_STATUS_INVALID_ARG, "trainer: the reference is another graph");
-    for (int i = 0; i < t->nw; i++) {
-        tw *L = &t->wl[i];
-        const tw *R = &ref->wl[i];
-        size_t WK = (size_t)L->cout * L->K;
-        if (R->cout != L->cout || R->K != L->K) return tern_errorf(TERN_STATUS_INVALID_ARG, "trainer: the reference is another graph");
-        if (L->wtype == TERN_WTYPE_INT8) continue;
-        if (!L->sign0 && !(L->sign0 = tern_malloc(WK))) return TERN_STATUS_NOMEM;
-        for (size_t k = 0; k < WK; k++) {
-            L->sign0[k] = (int8_t)((R->w[k] > 0) - (R->w[k] < 0));
-            if (L->w[k] * L->sign0[k] < 0) L->w[k] = 0;
-        }
-    }
-    t->rounding_only = 1;
-    return TERN_STATUS_OK;
-}
-
 int tern_trainer_nweights(const tern_trainer *t) { return t->nw; }
 
 float *tern_trainer_weights(tern_trainer *t, int i, int *cout, int *K, float **bias) {
@@ -715,35 +610,5 @@ void tern_augment(const uint8_t *chw, int c, int h, int w, int pad, int flip, ui
                 float p = sy >= 0 && sy < h && sx >= 0 && sx < w ? chw[((size_t)ch * h + sy) * w + sx] : 0;
                 out[((size_t)ch * h + y) * w + x] = (p / 255.0f - mu) * inv;
             }
-    }
-}
-
-void tern_augment_scale(const uint8_t *chw, int c, int h, int w, float min_area, int flip, uint64_t *rng, const float *mean,
-                        const float *std, float *out) {
-    /* window: area fraction in [min_area, 1], aspect ratio in [3/4, 4/3] (log-uniform), inside the image */
-    float u = (float)(tern_rng_next(rng) >> 40) / (float)(1 << 24), v = (float)(tern_rng_next(rng) >> 40) / (float)(1 << 24);
-    float area = min_area + (1.0f - min_area) * u, ar = expf(logf(0.75f) + (logf(4.0f / 3.0f) - logf(0.75f)) * v);
-    float cw = sqrtf(area * ar) * w, ch = sqrtf(area / ar) * h;
-    if (cw > w) cw = (float)w;
-    if (ch > h) ch = (float)h;
-    float x0 = (float)(tern_rng_next(rng) >> 40) / (float)(1 << 24) * (w - cw), y0 = (float)(tern_rng_next(rng) >> 40) / (float)(1 << 24) * (h - ch);
-    int fl = flip ? (int)tern_rng_below(rng, 2) : 0;
-    for (int ch_ = 0; ch_ < c; ch_++) {
-        float mu = ch_ < 3 ? mean[ch_] : 0, inv = ch_ < 3 ? 1.0f / std[ch_] : 1.0f;
-        const uint8_t *src = chw + (size_t)ch_ * h * w;
-        for (int y = 0; y < h; y++) {
-            float sy = y0 + (y + 0.5f) * ch / h - 0.5f;
-            sy = sy < 0 ? 0 : sy > h - 1 ? (float)(h - 1) : sy;
-            int iy = (int)sy, iy1 = iy + 1 < h ? iy + 1 : iy;
-            float fy = sy - iy;
-            for (int x = 0; x < w; x++) {
-                float sx = x0 + ((fl ? w - 1 - x : x) + 0.5f) * cw / w - 0.5f;
-                sx = sx < 0 ? 0 : sx > w - 1 ? (float)(w - 1) : sx;
-                int ix = (int)sx, ix1 = ix + 1 < w ? ix + 1 : ix;
-                float fx = sx - ix;
-                float p = (1 - fy) * ((1 - fx) * src[iy * w + ix] + fx * src[iy * w + ix1]) + fy * ((1 - fx) * src[iy1 * w + ix] + fx * src[iy1 * w + ix1]);
-                out[((size_t)ch_ * h + y) * w + x] = (p / 255.0f - mu) * inv;
-            }
-        }
     }
 }

@@ -23,7 +23,6 @@ typedef struct tern_train_opts {
     float momentum, wd;         /* SGD momentum, weight decay (weights only, not biases) */
     int quant_acts;             /* fake-quantize activations (default 1) */
     int quant_weights;          /* quantize weights in the forward pass (default 1) */
-    int adam;                   /* Adam with per-layer relative steps instead of SGD (momentum, wd unused) */
 } tern_train_opts;
 
 void tern_train_opts_init(tern_train_opts *o);
@@ -55,16 +54,6 @@ enum tern_status tern_trainer_step(tern_trainer *t, const float *x, const int *l
  * teacher logits ([nclasses][B], e.g. from an FP32 trainer's tern_trainer_forward). */
 enum tern_status tern_trainer_step_distill(tern_trainer *t, const float *x, const int *labels, const float *teacher, float alpha,
                                            int B, float lr, double *loss, int *correct);
-/* Feature targets: every later step also matches each hidden weight layer's (activated) output to
- * the same value in ref (a trainer of the same graph, run forward on the same batch just before the
- * step, e.g. the FP32 teacher), adding w * |q - ref|^2 / |ref|^2 per value to the loss. ref NULL or
- * w <= 0 turns it off. ref must outlive its use. */
-enum tern_status tern_trainer_set_feature_teacher(tern_trainer *t, const tern_trainer *ref, float w);
-/* Rounding-only mode (post-training reconstruction rather than retraining): from now on a ternary or
- * 4-bit weight keeps the sign of the same weight in ref (the FP32 model's trainer), so each code is
- * 0 or that sign (AdaRound's up-or-down choice), the cluster scales follow the magnitudes, biases are
- * free, and the 8-bit layers' weights are frozen (their biases still move). */
-enum tern_status tern_trainer_set_rounding_only(tern_trainer *t, const tern_trainer *ref);
 /* Forward only (quantized as in training); *logits = [nclasses][B] class-major, valid until the
  * next call. */
 enum tern_status tern_trainer_forward(tern_trainer *t, const float *x, int B, const float **logits, int *nclasses);
@@ -94,9 +83,5 @@ uint64_t tern_rng_next(uint64_t *s);
 uint32_t tern_rng_below(uint64_t *s, uint32_t n);
 void tern_augment(const uint8_t *chw, int c, int h, int w, int pad, int flip, uint64_t *rng, const float *mean,
                   const float *std, float *out);
-/* Scale augmentation for image folders: a random window of min_area..1 of the image's area (aspect
- * ratio 3/4..4/3) resized back to h x w (bilinear), optionally flipped; normalised as above. */
-void tern_augment_scale(const uint8_t *chw, int c, int h, int w, float min_area, int flip, uint64_t *rng, const float *mean,
-                        const float *std, float *out);
 
 #endif
