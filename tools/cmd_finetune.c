@@ -178,12 +178,9 @@ int cmd_finetune(int argc, char **argv) {
             goto done;
         }
     const tern_value *gin = &g->values[g->input];
-    tern_preproc pp = o.pp; /* image folders: --preset / resize options, else darknet-style to the model's input */
-    if (!o.have_pp && gin->ndim == 4) {
-        pp.resize_short = (int)(gin->dims[2] < gin->dims[3] ? gin->dims[2] : gin->dims[3]);
-        pp.crop_h = (int)gin->dims[2];
-        pp.crop_w = (int)gin->dims[3];
-    }
+    /* image folders: --preset / resize options, else darknet-style to the model's input (as every command) */
+    cli_model gm = {.h = gin->ndim == 4 ? (int)gin->dims[2] : 0, .w = gin->ndim == 4 ? (int)gin->dims[3] : 0};
+    tern_preproc pp = cli_effective_pp(&o, &gm);
     q.bgr = pp.bgr;
     q.resize_short = pp.resize_short;
     q.crop = pp.crop_h;
