@@ -188,13 +188,12 @@ void tern_fp32_pad(tern_fp32_ctx *x, const tern_node *n) {
 }
 
 void tern_fp32_concat(tern_fp32_ctx *x, const tern_node *n) {
-    const void *xs[TERN_MAX_IN];
-    const int64_t *xd[TERN_MAX_IN];
+    int ndim = x->g->values[n->in[0]].ndim, axis = (int)n->a.axis;
+    int64_t at = 0;
     for (int i = 0; i < n->nin; i++) {
-        xs[i] = IN(i);
-        xd[i] = DIMS(n->in[i]);
+        tern_nd_concat_part(IN(i), DIMS(n->in[i]), ndim, 4, axis, at, DIMS(n->out[0]), OUT);
+        at += DIMS(n->in[i])[axis];
     }
-    tern_nd_concat(xs, xd, n->nin, x->g->values[n->in[0]].ndim, 4, (int)n->a.axis, OUT);
 }
 
 void tern_fp32_softmax(tern_fp32_ctx *x, const tern_node *n) {

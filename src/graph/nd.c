@@ -70,6 +70,15 @@ void tern_nd_pad(const void *x, const int64_t *xd, int ndim, int esize, const in
     ND_WALK(ndim, xd, ys, off, { memcpy(yc + src * esize, xc, (size_t)esize); xc += esize; });
 }
 
+void tern_nd_concat_part(const void *x, const int64_t *xd, int ndim, int esize, int axis, int64_t at,
+                         const int64_t *yd, void *y) {
+    int64_t outer = numel(xd, axis), inner = numel(xd + axis + 1, ndim - axis - 1) * esize;
+    int64_t xrow = xd[axis] * inner, yrow = yd[axis] * inner;
+    const char *xc = x;
+    char *yc = (char *)y + at * inner;
+    for (int64_t o = 0; o < outer; o++) memcpy(yc + o * yrow, xc + o * xrow, (size_t)xrow);
+}
+
 void tern_nd_concat(const void *const *x, const int64_t *const *xd, int nx, int ndim, int esize, int axis, void *y) {
     int64_t outer = numel(xd[0], axis);
     char *yc = y;

@@ -17,16 +17,23 @@ static int read_ints(const tern_graph *g, int id, int64_t *out, int max) {
     const tern_value *v = &g->values[id];
     int64_t n = tern_value_numel(v);
     if (n > max) return -1;
-    for (int64_t i = 0; i < n; i++)
-        out[i] = v->dtype == TERN_DTYPE_I64 ? ((int64_t *)v->data)[i] : (int64_t)((float *)v->data)[i];
+    for (int64_t i = 0; i < n; i++) {
+        if (v->dtype == TERN_DTYPE_I64) { out[i] = ((int64_t *)v->data)[i]; continue; }
+        float f = ((float *)v->data)[i];   /* out-of-range float -> int64 is UB: saturate (NaN -> 0) */
+        out[i] = f != f ? 0 : f >= 0x1p62f ? INT64_C(1) << 62 : f <= -0x1p62f ? -(INT64_C(1) << 62) : (int64_t)f;
+    }
     return (int)n;
 }
 
 static enum tern_status set_shape(tern_graph *g, int id, int ndim, const int64_t *dims, int dtype) {
     tern_value *v = V(id);
     if (ndim < 0 || ndim > TERN_MAX_DIMS) return FAIL("%s: rank %d not supported", v->name, ndim);
-    for (int i = 0; i < ndim; i++)
+    int64_t total = 1;
+    for (int i = 0; i < ndim; i++) {
         if (dims[i] < 0) return FAIL("%s: negative dimension %lld", v->name, (long long)dims[i]);
+        if (dims[i] > TERN_MAX_NUMEL || (total *= dims[i]) > TERN_MAX_NUMEL) /* both factors <= 2^30 */
+            return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: more than %lld elements (TERN_MAX_NUMEL)", v->name, (long long)TERN_MAX_NUMEL);
+    }
     v->ndim = ndim;
     memcpy(v->dims, dims, sizeof(int64_t) * (size_t)ndim);
     v->dtype = dtype;
@@ -75,6 +82,18 @@ static int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t d, int64_t p
     return o;
 }
 
+/* Bound a node's MACs (after its output shape is set), so that reports and sums cannot overflow. */
+static enum tern_status check_macs(tern_graph *g, tern_node *n) {
+    int64_t per = tern_value_numel_per_image(V(n->out[0])), k = 1, m;
+    const tern_value *w = V(n->in[1]);
+    if (n->op == TERN_OP_CONV) k = w->dims[1] * w->dims[2] * w->dims[3]; /* <= TERN_MAX_NUMEL */
+    else k = w->dims[0];
+    if (tern_mul_ovf(per, k, &m) || m > TERN_MAX_MACS)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s %s: more than %lld multiply-accumulates per image (TERN_MAX_MACS)",
+                           tern_ops[n->op].name, n->name, (long long)TERN_MAX_MACS);
+    return TERN_STATUS_OK;
+}
+
 static enum tern_status infer_conv(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]), *w = V(n->in[1]);
     if (x->ndim != 4) return FAIL("Conv %s: input %s has rank %d, only 2-D convolutions (rank 4) are supported", n->name, x->name, x->ndim);
@@ -93,7 +112,8 @@ static enum tern_status infer_conv(tern_graph *g, tern_node *n) {
                     window_out(x->dims[2], a->kernel[0], a->strides[0], a->dilations[0], a->pads[0], a->pads[2], 0),
                     window_out(x->dims[3], a->kernel[1], a->strides[1], a->dilations[1], a->pads[1], a->pads[3], 0)};
     if (d[2] <= 0 || d[3] <= 0) return FAIL("Conv %s: output would be empty", n->name);
-    return set_shape(g, n->out[0], 4, d, TERN_DTYPE_F32);
+    enum tern_status st = set_shape(g, n->out[0], 4, d, TERN_DTYPE_F32);
+    return st ? st : check_macs(g, n);
 }
 
 static enum tern_status infer_pool(tern_graph *g, tern_node *n) {
@@ -127,7 +147,12 @@ static enum tern_status infer_gemm(tern_graph *g, tern_node *n) {
         if (!C->data || (cn != N && cn != 1)) return FAIL("Gemm %s: C must be a constant of %lld (or 1) values", n->name, (long long)N);
     }
     int64_t d[2] = {M, N};
-    return set_shape(g, n->out[0], 2, d, TERN_DTYPE_F32);
+    enum tern_status st = set_shape(g, n->out[0], 2, d, TERN_DTYPE_F32);
+    if (st) return st;
+    int64_t m;
+    if (tern_mul_ovf(tern_value_numel_per_image(V(n->out[0])), K, &m) || m > TERN_MAX_MACS)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "Gemm %s: more than %lld multiply-accumulates per image (TERN_MAX_MACS)", n->name, (long long)TERN_MAX_MACS);
+    return TERN_STATUS_OK;
 }
 
 static enum tern_status infer_matmul(tern_graph *g, tern_node *n) {
@@ -138,7 +163,8 @@ static enum tern_status infer_matmul(tern_graph *g, tern_node *n) {
     int64_t d[TERN_MAX_DIMS];
     memcpy(d, A->dims, sizeof d);
     d[A->ndim - 1] = B->dims[1];
-    return set_shape(g, n->out[0], A->ndim, d, TERN_DTYPE_F32);
+    enum tern_status st = set_shape(g, n->out[0], A->ndim, d, TERN_DTYPE_F32);
+    return st ? st : check_macs(g, n);
 }
 
 static enum tern_status infer_bn(tern_graph *g, tern_node *n) {
@@ -176,7 +202,10 @@ static enum tern_status fold_binary(tern_graph *g, tern_node *n) {
     return TERN_STATUS_OK;
 }
 
-static int norm_axis(int64_t axis, int ndim) { return (int)(axis < 0 ? axis + ndim : axis); }
+static int norm_axis(int64_t axis, int ndim) { /* out of any range: -1 (not a truncated int64) */
+    if (axis < -TERN_MAX_DIMS || axis > TERN_MAX_DIMS) return -1;
+    return (int)(axis < 0 ? axis + ndim : axis);
+}
 
 static enum tern_status infer_flatten(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]);
@@ -208,12 +237,16 @@ static enum tern_status infer_reshape(tern_graph *g, tern_node *n) {
         if (s[i] == -1) {
             if (infer_at >= 0) return FAIL("Reshape %s: more than one -1", n->name);
             infer_at = i;
-        } else known *= s[i];
+        } else if (s[i] < -1) {
+            return FAIL("Reshape %s: negative target dimension %lld", n->name, (long long)s[i]);
+        } else if (s[i] > TERN_MAX_NUMEL || (known *= s[i]) > TERN_MAX_NUMEL) { /* both factors <= 2^30 */
+            return tern_errorf(TERN_STATUS_UNSUPPORTED, "Reshape %s: target shape of more than %lld elements (TERN_MAX_NUMEL)", n->name, (long long)TERN_MAX_NUMEL);
+        }
     }
     int64_t total = tern_value_numel(x);
     if (infer_at >= 0) s[infer_at] = known ? total / known : 0;
     int64_t prod = 1;
-    for (int i = 0; i < ns; i++) prod *= s[i];
+    for (int i = 0; i < ns; i++) prod *= s[i]; /* <= known * total: no overflow */
     if (prod != total) return FAIL("Reshape %s: %lld elements cannot take the target shape", n->name, (long long)total);
     return set_shape(g, n->out[0], ns, s, x->dtype);
 }
@@ -322,7 +355,9 @@ static enum tern_status infer_pad(tern_graph *g, tern_node *n) {
     int64_t d[TERN_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) {
         if (p[i] < 0 || p[i + x->ndim] < 0) return tern_errorf(TERN_STATUS_UNSUPPORTED, "Pad %s: negative pads are not supported", n->name);
-        d[i] = x->dims[i] + p[i] + p[i + x->ndim];
+        if (p[i] > TERN_MAX_NUMEL || p[i + x->ndim] > TERN_MAX_NUMEL)
+            return tern_errorf(TERN_STATUS_UNSUPPORTED, "Pad %s: pads beyond %lld (TERN_MAX_NUMEL)", n->name, (long long)TERN_MAX_NUMEL);
+        d[i] = x->dims[i] + p[i] + p[i + x->ndim]; /* three terms <= 2^30 */
     }
     memcpy(n->a.pad_list, p, sizeof p);
     n->a.npad_list = np;
@@ -338,26 +373,27 @@ static enum tern_status infer_concat(tern_graph *g, tern_node *n) {
     memcpy(d, x->dims, sizeof d);
     d[axis] = 0;
     for (int i = 0; i < n->nin; i++) {
+        if (n->in[i] < 0) return FAIL("Concat %s: input %d is empty", n->name, i);
         tern_value *v = V(n->in[i]);
         if (v->ndim != x->ndim) return FAIL("Concat %s: input ranks differ", n->name);
         for (int j = 0; j < x->ndim; j++)
             if (j != axis && v->dims[j] != x->dims[j]) return FAIL("Concat %s: input %s shape differs off the axis", n->name, v->name);
-        d[axis] += v->dims[axis];
+        d[axis] += v->dims[axis]; /* <= TERN_MAX_NODE_IN * TERN_MAX_NUMEL: no overflow */
     }
     return set_shape(g, n->out[0], x->ndim, d, x->dtype);
 }
 
 static enum tern_status fold_concat(tern_graph *g, tern_node *n) {
-    const void *xs[TERN_MAX_IN];
-    const int64_t *xd[TERN_MAX_IN];
-    for (int i = 0; i < n->nin; i++) {
+    for (int i = 0; i < n->nin; i++)
         if (V(n->in[i])->dtype != V(n->in[0])->dtype) return tern_errorf(TERN_STATUS_UNSUPPORTED, "Concat %s: mixed types", n->name);
-        xs[i] = V(n->in[i])->data;
-        xd[i] = V(n->in[i])->dims;
-    }
     enum tern_status st = alloc_data(g, n->out[0]);
     if (st) return st;
-    tern_nd_concat(xs, xd, n->nin, V(n->in[0])->ndim, tern_dtype_size(V(n->in[0])->dtype), (int)n->a.axis, V(n->out[0])->data);
+    int64_t at = 0;
+    for (int i = 0; i < n->nin; i++) {
+        tern_value *v = V(n->in[i]);
+        tern_nd_concat_part(v->data, v->dims, v->ndim, tern_dtype_size(v->dtype), (int)n->a.axis, at, V(n->out[0])->dims, V(n->out[0])->data);
+        at += v->dims[n->a.axis];
+    }
     return TERN_STATUS_OK;
 }
 
