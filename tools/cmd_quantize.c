@@ -1,6 +1,7 @@
 /* tern quantize MODEL.onnx -o OUT.tern --calib DATA: ternary/4-bit/8-bit weights per policy,
  * 8-bit dynamic fixed point activations calibrated on DATA, and a per-layer report. */
 #include "cli.h"
+#include "core/outfile.h"
 #include "exec/qexec.h"
 #include "format/qmodel.h"
 #include "quant/quantize.h"
@@ -279,6 +280,8 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (!path || !o.out || !o.calib) { fprintf(stderr, "%s", help); return 2; }
     if (!cli_apply_preset(&o)) return 2;
+    const char *inputs[] = {path, o.calib, o.labels}; /* refuse before any work: never overwrite an input or a device */
+    if (tern_output_check(o.out, "-o", inputs, 3)) return cli_fail("quantize");
     memcpy(q.mean, o.mean, sizeof q.mean);
     memcpy(q.std, o.std, sizeof q.std);
     q.threads = o.threads;
