@@ -122,11 +122,11 @@ void tern_nd_binary(int op, int dtype, const void *a, const int64_t *ad, int an,
     for (int64_t k = 0; k < total; k++) {
         if (dtype == TERN_DTYPE_I64) {
             int64_t u = ((const int64_t *)a)[oa], v = ((const int64_t *)b)[ob], r;
-            switch (op) {
-            case TERN_OP_ADD: r = u + v; break;
-            case TERN_OP_SUB: r = u - v; break;
-            case TERN_OP_MUL: r = u * v; break;
-            default: r = v ? u / v : 0; break;
+            switch (op) { /* shape arithmetic on constants: wraps (two's complement) rather than UB */
+            case TERN_OP_ADD: r = (int64_t)((uint64_t)u + (uint64_t)v); break;
+            case TERN_OP_SUB: r = (int64_t)((uint64_t)u - (uint64_t)v); break;
+            case TERN_OP_MUL: r = (int64_t)((uint64_t)u * (uint64_t)v); break;
+            default: r = v == 0 || (v == -1 && u == INT64_MIN) ? 0 : u / v; break;
             }
             ((int64_t *)y)[k] = r;
         } else {

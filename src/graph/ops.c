@@ -9,6 +9,11 @@
 #define V(id) (&g->values[(id)])
 #define FAIL(...) tern_errorf(TERN_STATUS_SHAPE, __VA_ARGS__)
 
+/* float -> int64 saturating (out-of-range conversion is UB in C); NaN -> 0 */
+static int64_t f2i(double f) {
+    return f != f ? 0 : f >= 0x1p62 ? INT64_C(1) << 62 : f <= -0x1p62 ? -(INT64_C(1) << 62) : (int64_t)f;
+}
+
 static int is_const(const tern_graph *g, int id) { return id >= 0 && g->values[id].data != NULL; }
 
 /* Read a constant 1-D (or scalar) integer list; returns count, or -1 if not constant. */
@@ -19,8 +24,7 @@ static int read_ints(const tern_graph *g, int id, int64_t *out, int max) {
     if (n > max) return -1;
     for (int64_t i = 0; i < n; i++) {
         if (v->dtype == TERN_DTYPE_I64) { out[i] = ((int64_t *)v->data)[i]; continue; }
-        float f = ((float *)v->data)[i];   /* out-of-range float -> int64 is UB: saturate (NaN -> 0) */
-        out[i] = f != f ? 0 : f >= 0x1p62f ? INT64_C(1) << 62 : f <= -0x1p62f ? -(INT64_C(1) << 62) : (int64_t)f;
+        out[i] = f2i(((float *)v->data)[i]);
     }
     return (int)n;
 }
@@ -265,7 +269,7 @@ static enum tern_status infer_squeeze(tern_graph *g, tern_node *n) {
         if (out_nd > TERN_MAX_DIMS) return FAIL("Unsqueeze %s: rank too large", n->name);
         for (int i = 0; i < na; i++) {
             int a = norm_axis(axes[i], out_nd);
-            if (a < 0 || a >= out_nd) return FAIL("Unsqueeze %s: axis out of range", n->name);
+            if (a < 0 || a >= out_nd || mark[a]) return FAIL("Unsqueeze %s: axis out of range or repeated", n->name);
             mark[a] = 1;
         }
         for (int i = 0, j = 0; i < out_nd; i++) d[nd++] = mark[i] ? 1 : x->dims[j++];
@@ -311,7 +315,11 @@ static enum tern_status infer_slice(tern_graph *g, tern_node *n) {
     for (int i = 0; i < k; i++) {
         int a = norm_axis(ax[i], x->ndim);
         if (a < 0 || a >= x->ndim || sp[i] == 0) return FAIL("Slice %s: bad axis or zero step", n->name);
-        int64_t dim = x->dims[a], s = st[i], e = en[i];
+        int64_t dim = x->dims[a], s = st[i], e = en[i], lim = dim > 1 ? dim : 1;
+        /* a step beyond the dimension takes one element, as a step of the dimension does;
+         * clamping keeps step * stride (in the executors) and -step in range */
+        if (sp[i] > lim) sp[i] = lim;
+        if (sp[i] < -lim) sp[i] = -lim;
         if (s < 0) s += dim;
         if (e < 0) e += dim;
         if (sp[i] > 0) {
@@ -433,7 +441,7 @@ static enum tern_status fold_gather(tern_graph *g, tern_node *n) {
     char *yc = y->data;
     for (int64_t o = 0; o < outer; o++)
         for (int64_t j = 0; j < ni; j++) {
-            int64_t k = ix->dtype == TERN_DTYPE_I64 ? ((int64_t *)ix->data)[j] : (int64_t)((float *)ix->data)[j];
+            int64_t k = ix->dtype == TERN_DTYPE_I64 ? ((int64_t *)ix->data)[j] : f2i(((float *)ix->data)[j]);
             if (k < 0) k += dim;
             if (k < 0 || k >= dim) return FAIL("Gather %s: index %lld out of range", n->name, (long long)k);
             memcpy(yc, (char *)x->data + ((o * dim + k) * inner) * es, (size_t)(inner * es));
@@ -453,7 +461,7 @@ static enum tern_status fold_cos(tern_graph *g, tern_node *n) {
     enum tern_status st = alloc_data(g, n->out[0]);
     if (st) return st;
     for (int64_t i = 0; i < tern_value_numel(y); i++)
-        if (y->dtype == TERN_DTYPE_I64) ((int64_t *)y->data)[i] = (int64_t)n->a.fill;
+        if (y->dtype == TERN_DTYPE_I64) ((int64_t *)y->data)[i] = f2i(n->a.fill);
         else ((float *)y->data)[i] = (float)n->a.fill;
     return TERN_STATUS_OK;
 }
@@ -471,7 +479,7 @@ static enum tern_status fold_cast(tern_graph *g, tern_node *n) {
     if (st) return st;
     for (int64_t i = 0; i < tern_value_numel(x); i++) {
         if (y->dtype == TERN_DTYPE_I64)
-            ((int64_t *)y->data)[i] = x->dtype == TERN_DTYPE_I64 ? ((int64_t *)x->data)[i] : (int64_t)((float *)x->data)[i];
+            ((int64_t *)y->data)[i] = x->dtype == TERN_DTYPE_I64 ? ((int64_t *)x->data)[i] : f2i(((float *)x->data)[i]);
         else
             ((float *)y->data)[i] = x->dtype == TERN_DTYPE_I64 ? (float)((int64_t *)x->data)[i] : ((float *)x->data)[i];
     }
@@ -505,7 +513,10 @@ static enum tern_status infer_range(tern_graph *g, tern_node *n) {
     int64_t s, l, d;
     if (read_ints(g, n->in[0], &s, 1) != 1 || read_ints(g, n->in[1], &l, 1) != 1 || read_ints(g, n->in[2], &d, 1) != 1 || d == 0)
         return tern_errorf(TERN_STATUS_UNSUPPORTED, "Range %s: start/limit/delta must be constant integers, delta != 0", n->name);
-    int64_t cnt = (l - s + d + (d > 0 ? -1 : 1)) / d;
+    int64_t span, cnt;
+    if (__builtin_sub_overflow(l, s, &span) || tern_add_ovf(span, d + (d > 0 ? -1 : 1), &span))
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "Range %s: more than %lld elements (TERN_MAX_NUMEL)", n->name, (long long)TERN_MAX_NUMEL);
+    cnt = d == -1 && span == INT64_MIN ? INT64_MAX : span / d;
     int64_t dims[1] = {cnt > 0 ? cnt : 0};
     return set_shape(g, n->out[0], 1, dims, V(n->in[0])->dtype);
 }
