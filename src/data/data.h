@@ -26,6 +26,9 @@ typedef struct tern_dataset tern_dataset;
 enum tern_status tern_dataset_open(const char *path, const char *labels, const tern_preproc *pp,
                                    tern_dataset **out);
 int tern_dataset_count(const tern_dataset *ds);
+/* Classes the labels can name (labels are 0 .. this - 1): 10 for CIFAR-10, the number of lines
+ * of the label file for a folder, 0 for a folder without one. */
+int tern_dataset_nclasses(const tern_dataset *ds);
 /* Image size of every item (for a folder: from the preprocessing, or the first image). */
 void tern_dataset_dims(const tern_dataset *ds, int *c, int *h, int *w);
 /* Read item i: pixels into chw (c*h*w bytes), label into *label (may be NULL).
