@@ -20,7 +20,7 @@ static int to_mult(double r, int32_t *m, int8_t *shift) {
     return 1;
 }
 
-static enum tern_status build_conv(qctx *q, const low_layer *l, int nweight, tern_qlayer *L, tern_qmodel *m) {
+static enum tern_status build_conv(qctx *q, const low_layer *l, tern_qlayer *L, tern_qmodel *m) {
     const tern_node *n = l->node;
     const tern_qopts *o = q->o;
     const qt_info *xt = &q->qt[l->in[0]], *yt = &q->qt[l->out];
@@ -46,12 +46,10 @@ static enum tern_status build_conv(qctx *q, const low_layer *l, int nweight, ter
         c->kw = xt->w;
     }
     int cing = c->cin / c->groups, khw = c->kh * c->kw, K = cing * khw, cout = c->cout;
-    int wtype, cluster;
-    tern_q_layer_policy(q, l, nweight, &wtype, &cluster);
-    int N = wtype == TERN_WTYPE_INT8 || cluster <= 0 || cluster > cing ? cing : cluster;
+    tern_wpolicy pol = tern_q_layer_policy(q, l);
+    int wtype = pol.wtype, N = pol.N, ncl = pol.ncl;
     c->wtype = wtype;
     c->cluster = N;
-    int ncl = wtype == TERN_WTYPE_INT8 ? 1 : (cing + N - 1) / N;
     float *w = NULL, *bias = NULL, *scales = NULL, *wq = NULL;
     int8_t *codes = NULL;
     int16_t *cs = NULL;
@@ -199,8 +197,6 @@ static int add_tensor(tern_qmodel *m, const tern_qtensor *t) {
 
 enum tern_status tern_q_build(qctx *q, tern_qmodel *m) {
     const tern_graph *g = q->g;
-    int nweight = 0;
-    for (int i = 0; i < q->nll; i++) nweight += q->ll[i].widx >= 0;
     int ncat = 0;
     for (int i = 0; i < q->nll; i++) ncat += q->ll[i].op == TERN_QOP_CONCAT ? q->ll[i].nin : 0;
     m->tensors = tern_calloc((size_t)(q->nqt + ncat), sizeof *m->tensors);
@@ -237,7 +233,7 @@ enum tern_status tern_q_build(qctx *q, tern_qmodel *m) {
         enum tern_status st = TERN_STATUS_OK;
         switch (l->op) {
         case TERN_QOP_CONV:
-            st = build_conv(q, l, nweight, L, m);
+            st = build_conv(q, l, L, m);
             break;
         case TERN_QOP_ADD: {
             int fb = m->tensors[l->in[1]].exp, F = fi > fb ? fi : fb;

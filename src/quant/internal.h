@@ -34,6 +34,7 @@ typedef struct {
     int nqt, cap_qt;
     low_layer *ll;
     int nll;
+    int nweight;                /* weight layers among them (widx 0 .. nweight-1) */
     int *vmap;                  /* graph value -> tensor id */
     char *fused;                /* graph node index -> consumed by a fusion */
     int pass;                   /* calibration pass 1 (max) or 2 (sse) */
@@ -62,7 +63,8 @@ enum tern_status tern_q_calibrate(qctx *q, const uint8_t *calib, int ncalib);
 enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib);
 /* build.c */
 enum tern_status tern_q_build(qctx *q, tern_qmodel *m);
-/* policy.c: weight type and cluster N of weight layer l (nweight weight layers in all) */
-void tern_q_layer_policy(qctx *q, const low_layer *l, int nweight, int *wtype, int *cluster);
+/* policy.c: the precision of weight layer l: the defaults, the
+ * first/last and depthwise rules, then the per-layer overrides in order */
+tern_wpolicy tern_q_layer_policy(qctx *q, const low_layer *l);
 
 #endif

@@ -184,6 +184,7 @@ enum tern_status tern_q_lower(qctx *q) {
             return UNSUP(n, "%s: node '%s': %s is not supported by the integer engine", g->path, n->name, tern_ops[n->op].name);
         }
     }
+    q->nweight = widx;
     int out = q->vmap[g->output];
     if (out <= 0) return UNSUP(NULL, "%s: the output is not produced by the integer engine", g->path);
     /* the logits are int32 when a conv/FC or global pool produces them */
@@ -196,6 +197,8 @@ enum tern_status tern_q_lower(qctx *q) {
 }
 
 
+/* Float weights [cout][cing*kh*kw] and bias [cout] of a weight node (Gemm/MatMul as convs
+ * over the input's c x h x w, in the NCHW flatten order, which is OIHW). */
 enum tern_status tern_q_weights_of(qctx *q, const low_layer *l, float **w, float **b) {
     const tern_graph *g = q->g;
     const tern_node *n = l->node;

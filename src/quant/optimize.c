@@ -188,8 +188,7 @@ static enum tern_status sim_store(qctx *q, tern_graph *gs, const low_layer *l, c
 enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
     const tern_graph *g = q->g;
     const tern_qopts *o = q->o;
-    int nweight = 0;
-    for (int i = 0; i < q->nll; i++) nweight += q->ll[i].widx >= 0;
+    int nweight = q->nweight;
     q->wl = tern_calloc((size_t)nweight + 1, sizeof *q->wl);
     tern_graph gs = *g; /* the simulation: same nodes, values whose weights we replace */
     gs.values = tern_malloc(sizeof(tern_value) * (size_t)g->nvalues);
@@ -211,15 +210,12 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         if (l->widx < 0) continue;
         const tern_node *n = l->node;
         const qt_info *xt = &q->qt[l->in[0]], *yt = &q->qt[l->out];
-        int wtype, cluster;
-        tern_q_layer_policy(q, l, nweight, &wtype, &cluster);
+        tern_wpolicy pol = tern_q_layer_policy(q, l);
         int groups = n->op == TERN_OP_CONV ? (int)n->a.group : 1;
         if (groups != 1) continue; /* grouped convs keep the plain quantizer */
         int kh = n->op == TERN_OP_CONV ? (int)n->a.kernel[0] : xt->h, kw = n->op == TERN_OP_CONV ? (int)n->a.kernel[1] : xt->w;
         int khw = kh * kw, cing = xt->c, K = cing * khw, cout = yt->c;
-        int N = wtype == TERN_WTYPE_INT8 || cluster <= 0 || cluster > cing ? cing : cluster;
-        int ncl = wtype == TERN_WTYPE_INT8 ? 1 : (cing + N - 1) / N;
-        int qmax = wtype == TERN_WTYPE_TERNARY ? 1 : wtype == TERN_WTYPE_INT4 ? 7 : 127;
+        int wtype = pol.wtype, N = pol.N, ncl = pol.ncl, qmax = pol.qmax;
         float *w = NULL, *bias = NULL, *wq = NULL, *X = NULL, *Y = NULL;
         double *H = NULL, *tv = NULL, *r = NULL, *M = NULL, *rg = NULL;
         opt_stats S = {0};

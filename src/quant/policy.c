@@ -51,22 +51,28 @@ int tern_quant_weight_layers(const tern_graph *g, int *node_idx, int max) {
     return k;
 }
 
-void tern_q_layer_policy(qctx *q, const low_layer *l, int nweight, int *wtype, int *cluster) {
+tern_wpolicy tern_wpolicy_resolve(int wtype, int cluster, int cing) {
+    tern_wpolicy p = {.wtype = wtype};
+    p.N = wtype == TERN_WTYPE_INT8 || cluster <= 0 || cluster > cing ? cing : cluster;
+    p.ncl = wtype == TERN_WTYPE_INT8 ? 1 : (cing + p.N - 1) / p.N;
+    p.qmax = wtype == TERN_WTYPE_TERNARY ? 1 : wtype == TERN_WTYPE_INT4 ? 7 : 127;
+    return p;
+}
+
+tern_wpolicy tern_q_layer_policy(qctx *q, const low_layer *l) {
     const tern_qopts *o = q->o;
     const tern_node *n = l->node;
-    *wtype = o->wtype;
-    *cluster = o->cluster;
-    int depthwise = n->op == TERN_OP_CONV && n->a.group > 1 && n->a.group == q->qt[l->in[0]].c;
-    if (o->keep_ends_8bit && (l->in[0] == 0 || l->widx == nweight - 1)) *wtype = TERN_WTYPE_INT8;
-    if (o->depthwise_8bit && depthwise) *wtype = TERN_WTYPE_INT8;
+    int wtype = o->wtype, cluster = o->cluster;
+    int groups = n->op == TERN_OP_CONV ? (int)n->a.group : 1, cin = q->qt[l->in[0]].c;
+    int depthwise = groups > 1 && groups == cin;
+    if (o->keep_ends_8bit && (l->in[0] == 0 || l->widx == q->nweight - 1)) wtype = TERN_WTYPE_INT8;
+    if (o->depthwise_8bit && depthwise) wtype = TERN_WTYPE_INT8;
     char idx[16];
     snprintf(idx, sizeof idx, "%d", l->widx);
     for (int r = 0; r < o->nrules; r++)
         if (!strcmp(o->rules[r].key, n->name) || !strcmp(o->rules[r].key, idx)) {
-            *wtype = o->rules[r].wtype;
-            *cluster = o->rules[r].cluster;
+            wtype = o->rules[r].wtype;
+            cluster = o->rules[r].cluster;
         }
+    return tern_wpolicy_resolve(wtype, cluster, cin / groups);
 }
-
-/* Float weights [cout][cing*kh*kw] and bias [cout] of a weight node (Gemm/MatMul as convs
- * over the input's c x h x w, in the NCHW flatten order, which is OIHW). */
