@@ -7,6 +7,7 @@
 static int exp_maxabs(double maxabs, int is_signed) {
     int bits = is_signed ? 7 : 8;
     if (!(maxabs > 0)) return bits; /* all zero: any exponent; keep a neutral one */
+    if (!(maxabs < INFINITY)) return bits; /* Inf/NaN: tern_q_calibrate fails on it */
     int il = (int)ceil(log2(maxabs));
     return bits - il;
 }
@@ -23,6 +24,7 @@ static void observe(void *arg, const tern_node *n, const float *y, const int64_t
         for (int64_t i = 0; i < cnt; i++) {
             double a = fabs((double)y[i]);
             if (a > m) m = a;
+            if (!(a < INFINITY)) { m = INFINITY; break; } /* Inf or NaN: reported after the pass */
         }
         qt->maxabs = m;
         return;
@@ -85,6 +87,10 @@ enum tern_status tern_q_calibrate(qctx *q, const uint8_t *calib, int ncalib) {
     tern_fp32_ctx_free(x);
     free(in);
     if (st) return st;
+    for (int t = 1; t < q->nqt; t++) /* before exp_maxabs: ceil(log2(Inf)) as an int is undefined */
+        if (!(q->qt[t].maxabs < INFINITY))
+            return tern_errorf(TERN_STATUS_NUMERIC, "%s: activation '%s' reaches Inf or NaN on the calibration images (weights too large?); cannot choose its scale",
+                               g->path, g->values[q->qt[t].value].name);
     for (int t = 1; t < q->nqt; t++) {
         qt_info *qt = &q->qt[t];
         qt->f0 = exp_maxabs(qt->maxabs, qt->is_signed);
