@@ -362,6 +362,42 @@ static void test_bad_values(void) {
     }
 }
 
+
+/* The deterministic SGEMM is, bit for bit, the plain sequential float sum over k (the
+ * definition; this file is built without FMA contraction), for awkward shapes (tiles' tails, K
+ * across blocks), both layouts of B, 1 and 3 threads. tests/t_repro.sh runs this again under
+ * TERN_ISA=ref, which takes the baseline kernel instead of the AVX2 one. */
+static void test_sgemm_det(void) {
+    static const int shapes[][3] = {{1, 1, 1}, {5, 7, 3}, {6, 16, 256}, {7, 17, 257}, {13, 33, 600}, {64, 64, 576}, {10, 3, 64}, {2, 100, 1}};
+    uint32_t s = 1;
+    tern_pool *pool3 = tern_pool_create(3);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+        float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N), *Bt = malloc(sizeof(float) * K * N);
+        float *C = malloc(sizeof(float) * M * N), *R = malloc(sizeof(float) * M * N);
+        for (int k = 0; k < M * K; k++) { s = s * 1664525u + 1013904223u; A[k] = (float)(int32_t)s * 0x1p-31f; }
+        for (int k = 0; k < K * N; k++) { s = s * 1664525u + 1013904223u; B[k] = (float)(int32_t)s * 0x1p-29f; }
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < N; j++) Bt[j * K + k] = B[k * N + j];
+        for (int r = 0; r < M; r++)
+            for (int j = 0; j < N; j++) {
+                float acc = 0.0f;
+                for (int k = 0; k < K; k++) {
+                    float t = A[r * K + k] * B[k * N + j];
+                    acc = acc + t;
+                }
+                R[r * N + j] = acc;
+            }
+        for (int v = 0; v < 4; v++) {
+            memset(C, 0xff, sizeof(float) * M * N);
+            CHECK(tern_sgemm_det(M, N, K, A, K, v & 1 ? Bt : B, v & 1 ? K : N, v & 1, C, N, v & 2 ? pool3 : NULL) == 0, "status");
+            CHECK(memcmp(C, R, sizeof(float) * M * N) == 0, "M%d N%d K%d transb %d threads %d: not the sequential sum", M, N, K, v & 1, v & 2 ? 3 : 1);
+        }
+        free(A); free(B); free(Bt); free(C); free(R);
+    }
+    tern_pool_free(pool3);
+}
+
 int main(void) {
     RUN(test_golden_torch_export);
     RUN(test_golden_folded);
@@ -373,5 +409,6 @@ int main(void) {
     RUN(test_deep_chain);
     RUN(test_limits);
     RUN(test_bad_values);
+    RUN(test_sgemm_det);
     return check_summary();
 }

@@ -1,6 +1,7 @@
 /* tern eval MODEL --data PATH: top-1/top-5 accuracy and images/s over a labelled dataset. */
 #include "cli.h"
 #include "core/outfile.h"
+#include "exec/fp32.h"
 #include <string.h>
 
 int cmd_eval(int argc, char **argv) {
@@ -27,6 +28,7 @@ int cmd_eval(int argc, char **argv) {
     double *scores = NULL;
     tern_outfile dump_file = {0};
     FILE *dump = NULL;
+    tern_fp32_set_openblas(1); /* FP32 evaluation: speed only, nothing here is written into a model */
     if (cli_model_load(path, &o, &m)) { rc = cli_fail("eval"); goto done; }
     if (cli_dataset_open(&o, m, &ds)) { rc = cli_fail("eval"); goto done; }
     int count = o.count;

@@ -6,7 +6,14 @@
 
 void openblas_set_num_threads(int);
 
-void tern_fp32_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+static int fp32_threads = 1, fp32_openblas = 0;
+
+void tern_fp32_set_threads(int n) {
+    fp32_threads = n < 1 ? 1 : n;
+    openblas_set_num_threads(fp32_threads);
+}
+void tern_fp32_set_openblas(int on) { fp32_openblas = on != 0; }
+int tern_fp32_uses_openblas(void) { return fp32_openblas; }
 
 tern_fp32_ctx *tern_fp32_ctx_new(const tern_graph *g) {
     tern_fp32_ctx *x = tern_calloc(1, sizeof *x);
@@ -73,6 +80,7 @@ void tern_fp32_ctx_free(tern_fp32_ctx *x) {
     free(x->buf);
     free(x->dims);
     free(x->col);
+    tern_pool_free(x->gemm_pool);
     free(x);
 }
 
@@ -80,6 +88,10 @@ enum tern_status tern_fp32_run(tern_fp32_ctx *x, const float *in, int batch, con
                                int64_t *ydims, int *yndim) {
     const tern_graph *g = x->g;
     if (batch < 1) return tern_errorf(TERN_STATUS_INVALID_ARG, "batch must be >= 1");
+    if (!fp32_openblas && (!x->gemm_pool || tern_pool_size(x->gemm_pool) != fp32_threads)) {
+        tern_pool_free(x->gemm_pool);
+        if (!(x->gemm_pool = tern_pool_create(fp32_threads))) return tern_errorf(TERN_STATUS_NOMEM, "out of memory creating %d threads", fp32_threads);
+    }
     release(x);
     int *last = tern_malloc(sizeof(int) * (size_t)g->nvalues);
     if (!last) return TERN_STATUS_NOMEM;

@@ -1,6 +1,12 @@
 /* FP32 reference executor: runs an imported graph on float NCHW batches.
  * Used for FP32 baselines, for calibration (activation statistics) and as the accuracy
- * reference for the integer engine. Convolutions are im2col + OpenBLAS SGEMM. */
+ * reference for the integer engine. Convolutions are im2col + SGEMM.
+ *
+ * The SGEMM is deterministic by default (tern_sgemm_det: the same bits on any x86-64 CPU and at
+ * any thread count), because calibration, the post-training statistics and the accuracy budget
+ * run this executor and their results end up in the .tern file. OpenBLAS, faster but with
+ * CPU- and thread-dependent summation order, is for speed-only uses (FP32 eval and bench): a
+ * process opts in with tern_fp32_set_openblas(1). */
 #ifndef TERN_FP32_H
 #define TERN_FP32_H
 #include "graph/graph.h"
@@ -18,6 +24,7 @@ typedef struct tern_fp32_ctx {
     void *pool;                             /* recycled activation buffers (fp32.c) */
     int npool, cap_pool;
     int keep_all;                           /* keep every activation until the end (for tests) */
+    tern_pool *gemm_pool;                   /* threads of the deterministic SGEMM (tern_fp32_set_threads) */
 } tern_fp32_ctx;
 
 /* Run the graph on input x ([batch, C, H, W] float). On success *y points at the output inside
@@ -26,7 +33,15 @@ enum tern_status tern_fp32_run(tern_fp32_ctx *x, const float *in, int batch, con
                                int64_t *ydims, int *yndim);
 tern_fp32_ctx *tern_fp32_ctx_new(const tern_graph *g);
 void tern_fp32_ctx_free(tern_fp32_ctx *x);
-void tern_fp32_set_threads(int n);           /* OpenBLAS threads */
+void tern_fp32_set_threads(int n);           /* threads of the SGEMM (OpenBLAS or deterministic) */
+void tern_fp32_set_openblas(int on);         /* 1: OpenBLAS SGEMM (not reproducible across CPUs); 0: deterministic (default) */
+int tern_fp32_uses_openblas(void);
+
+/* C[M][N] = A[M][K] * op(B), op(B) = B[K][N] (ldb) or, with transb, B[N][K] transposed; every
+ * element the sequential float sum over k in order (src/exec/sgemm_det.c). pool may be NULL. */
+enum tern_status tern_sgemm_det(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int transb,
+                                float *C, int ldc, tern_pool *pool);
+void tern_sgemm_det_kern_6x16__avx2(int kc, const float *a, const float *b, float *acc); /* sgemm_det_avx2.c */
 
 /* Per-op kernels (src/exec/fp32_ops.c), referenced from the op table. */
 void tern_fp32_conv(tern_fp32_ctx *x, const tern_node *n);
