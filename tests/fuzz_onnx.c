@@ -4,7 +4,7 @@
  * tern_onnx_import: protobuf parse, validation, graph building, shape inference with constant
  * folding, BatchNorm folding, Identity removal, pruning and the finiteness check; then the
  * report queries (MACs, shapes) and, for small graphs, one FP32 run on a zero image. */
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <string.h>
 
 #define NAME "fuzz.onnx"

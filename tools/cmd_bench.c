@@ -2,8 +2,8 @@
  * models a per-layer table (time, GMAC/s, share of the machine's measured int8 peak). Inputs are
  * real images when --data is given, else a fixed pseudo-random pattern. */
 #include "cli.h"
-#include "exec/fp32.h"
-#include "exec/qexec.h"
+#include "engine/qexec.h"
+#include "graph/fp32.h"
 #include "kernels/peak.h"
 #include <string.h>
 

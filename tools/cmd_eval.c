@@ -1,7 +1,7 @@
 /* tern eval MODEL --data PATH: top-1/top-5 accuracy and images/s over a labelled dataset. */
 #include "cli.h"
 #include "core/outfile.h"
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <string.h>
 
 int cmd_eval(int argc, char **argv) {

@@ -2,7 +2,7 @@
  * 8-bit dynamic fixed point activations calibrated on DATA, and a per-layer report. */
 #include "cli.h"
 #include "core/outfile.h"
-#include "exec/qexec.h"
+#include "engine/qexec.h"
 #include "format/qmodel.h"
 #include "quant/quantize.h"
 #include <math.h>

@@ -43,7 +43,7 @@ enum tern_status tern_sgemm_det(int M, int N, int K, const float *A, int lda, co
                                 float *C, int ldc, tern_pool *pool);
 void tern_sgemm_det_kern_6x16__avx2(int kc, const float *a, const float *b, float *acc); /* sgemm_det_avx2.c */
 
-/* Per-op kernels (src/exec/fp32_ops.c), referenced from the op table. */
+/* Per-op kernels (src/graph/fp32_ops.c), referenced from the op table. */
 void tern_fp32_conv(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_gemm(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_matmul(tern_fp32_ctx *x, const tern_node *n);

@@ -1,7 +1,7 @@
 /* FP32 kernels for the op table. Straightforward loops, except convolution and the fully
  * connected layers, which are (im2col +) SGEMM: deterministic by default, OpenBLAS when the
  * process asked for speed over reproducibility (see fp32.h). */
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <cblas.h>
 #include <math.h>
 #include <string.h>

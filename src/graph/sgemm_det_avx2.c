@@ -1,7 +1,7 @@
 /* The AVX2 micro-kernel of the deterministic SGEMM (sgemm_det.c): 6x16, 8 lanes. Compiled with
  * the AVX2 flags (which include -mfma), so contraction is turned off explicitly: every element
  * is t = a * b, then acc = acc + t, each rounded, as in the baseline kernel. */
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <string.h>
 
 #ifdef __clang__

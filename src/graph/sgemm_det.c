@@ -13,7 +13,7 @@
  * Speed: register tiles over packed panels, 6x8 with the baseline ISA (SSE2, any x86-64) and
  * 6x16 with AVX2 (sgemm_det_avx2.c): the lanes only decide which elements are computed side by
  * side, so both give the same bits (tests/t_repro.sh checks it through TERN_ISA). */
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <string.h>
 
 #ifdef __clang__
