@@ -20,6 +20,7 @@
                                               /* so this also bounds its depth; no pass recurses) */
 #define TERN_MAX_NODE_IN 65536                /* inputs of one node */
 #define TERN_MAX_MACS (INT64_C(1) << 44)      /* multiply-accumulates of one node per image */
+#define TERN_MAX_FOLD_NUMEL (INT64_C(1) << 24) /* elements a folded constant may have beyond its inputs' */
 
 enum tern_dtype { TERN_DTYPE_F32 = 1, TERN_DTYPE_I64 = 7 };   /* ONNX TensorProto codes */
 

@@ -45,11 +45,18 @@ static enum tern_status set_shape(tern_graph *g, int id, int ndim, const int64_t
     return TERN_STATUS_OK;
 }
 
-static enum tern_status alloc_data(tern_graph *g, int id) {
-    tern_value *v = V(id);
-    int64_t n = tern_value_numel(v);
-    if (n > (1 << 28)) return FAIL("%s: constant of %lld elements is too large", v->name, (long long)n);
-    v->data = tern_calloc((size_t)(n ? n : 1), (size_t)tern_dtype_size(v->dtype));
+/* The data of a folded node's output. A fold may make at most TERN_MAX_FOLD_NUMEL elements, or
+ * as many as its largest input has: so a few bytes of ConstantOfShape, Range or broadcasting
+ * cannot ask for gigabytes (and the time to fill them), while folding real weights still works. */
+static enum tern_status alloc_data(tern_graph *g, const tern_node *n) {
+    tern_value *v = V(n->out[0]);
+    int64_t cnt = tern_value_numel(v), lim = TERN_MAX_FOLD_NUMEL;
+    for (int i = 0; i < n->nin; i++)
+        if (n->in[i] >= 0 && tern_value_numel(V(n->in[i])) > lim) lim = tern_value_numel(V(n->in[i]));
+    if (cnt > lim)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s %s: a constant of %lld elements is more than folding makes (TERN_MAX_FOLD_NUMEL %lld, or its largest input)",
+                           tern_ops[n->op].name, n->name, (long long)cnt, (long long)TERN_MAX_FOLD_NUMEL);
+    v->data = tern_calloc((size_t)(cnt ? cnt : 1), (size_t)tern_dtype_size(v->dtype));
     return v->data ? TERN_STATUS_OK : TERN_STATUS_NOMEM;
 }
 
@@ -200,7 +207,7 @@ static enum tern_status infer_binary(tern_graph *g, tern_node *n) {
 static enum tern_status fold_binary(tern_graph *g, tern_node *n) {
     tern_value *a = V(n->in[0]), *b = V(n->in[1]), *y = V(n->out[0]);
     if (a->dtype != b->dtype) return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s %s: mixed input types", tern_ops[n->op].name, n->name);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     tern_nd_binary(n->op, a->dtype, a->data, a->dims, a->ndim, b->data, b->dims, b->ndim, y->dims, y->ndim, y->data);
     return TERN_STATUS_OK;
@@ -222,7 +229,7 @@ static enum tern_status infer_flatten(tern_graph *g, tern_node *n) {
 }
 
 static enum tern_status fold_copy(tern_graph *g, tern_node *n) { /* reshape-like: same bytes */
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     tern_value *x = V(n->in[0]);
     memcpy(V(n->out[0])->data, x->data, (size_t)tern_value_numel(x) * (size_t)tern_dtype_size(x->dtype));
@@ -339,7 +346,7 @@ static enum tern_status infer_slice(tern_graph *g, tern_node *n) {
 
 static enum tern_status fold_slice(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]), *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     if (tern_value_numel(y) > 0)
         tern_nd_slice(x->data, x->dims, x->ndim, tern_dtype_size(x->dtype), n->a.rs_start, n->a.rs_step, y->dims, y->data);
@@ -394,7 +401,7 @@ static enum tern_status infer_concat(tern_graph *g, tern_node *n) {
 static enum tern_status fold_concat(tern_graph *g, tern_node *n) {
     for (int i = 0; i < n->nin; i++)
         if (V(n->in[i])->dtype != V(n->in[0])->dtype) return tern_errorf(TERN_STATUS_UNSUPPORTED, "Concat %s: mixed types", n->name);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     int64_t at = 0;
     for (int i = 0; i < n->nin; i++) {
@@ -412,7 +419,7 @@ static enum tern_status infer_shape(tern_graph *g, tern_node *n) {
     return set_shape(g, n->out[0], 1, d, TERN_DTYPE_I64);
 }
 static enum tern_status fold_shape(tern_graph *g, tern_node *n) {
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     memcpy(V(n->out[0])->data, V(n->in[0])->dims, sizeof(int64_t) * (size_t)V(n->in[0])->ndim);
     return TERN_STATUS_OK;
@@ -432,7 +439,7 @@ static enum tern_status infer_gather(tern_graph *g, tern_node *n) {
 }
 static enum tern_status fold_gather(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]), *ix = V(n->in[1]), *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     int axis = (int)n->a.axis, es = tern_dtype_size(x->dtype);
     int64_t outer = 1, inner = 1, ni = tern_value_numel(ix), dim = x->dims[axis];
@@ -458,9 +465,9 @@ static enum tern_status infer_cos(tern_graph *g, tern_node *n) { /* ConstantOfSh
 }
 static enum tern_status fold_cos(tern_graph *g, tern_node *n) {
     tern_value *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
-    for (int64_t i = 0; i < tern_value_numel(y); i++)
+    for (int64_t i = 0, cnt = tern_value_numel(y); i < cnt; i++)
         if (y->dtype == TERN_DTYPE_I64) ((int64_t *)y->data)[i] = f2i(n->a.fill);
         else ((float *)y->data)[i] = (float)n->a.fill;
     return TERN_STATUS_OK;
@@ -475,9 +482,9 @@ static enum tern_status infer_cast(tern_graph *g, tern_node *n) {
 }
 static enum tern_status fold_cast(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]), *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
-    for (int64_t i = 0; i < tern_value_numel(x); i++) {
+    for (int64_t i = 0, cnt = tern_value_numel(x); i < cnt; i++) {
         if (y->dtype == TERN_DTYPE_I64)
             ((int64_t *)y->data)[i] = x->dtype == TERN_DTYPE_I64 ? ((int64_t *)x->data)[i] : f2i(((float *)x->data)[i]);
         else
@@ -503,7 +510,7 @@ static enum tern_status infer_transpose(tern_graph *g, tern_node *n) {
 }
 static enum tern_status fold_transpose(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     tern_nd_transpose(x->data, x->dims, x->ndim, tern_dtype_size(x->dtype), n->a.perm, V(n->out[0])->data);
     return TERN_STATUS_OK;
@@ -525,7 +532,7 @@ static enum tern_status fold_range(tern_graph *g, tern_node *n) {
     read_ints(g, n->in[0], &s, 1);
     read_ints(g, n->in[2], &d, 1);
     tern_value *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     for (int64_t i = 0; i < y->dims[0]; i++)
         if (y->dtype == TERN_DTYPE_I64) ((int64_t *)y->data)[i] = s + i * d;
@@ -537,11 +544,11 @@ static enum tern_status fold_unary(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]);
     if (n->op == TERN_OP_IDENTITY) return fold_copy(g, n);
     if (x->dtype != TERN_DTYPE_F32) return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s %s: integer input", tern_ops[n->op].name, n->name);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     const float *a = x->data;
     float *y = V(n->out[0])->data;
-    for (int64_t i = 0; i < tern_value_numel(x); i++) {
+    for (int64_t i = 0, cnt = tern_value_numel(x); i < cnt; i++) {
         float v = a[i];
         switch (n->op) {
         case TERN_OP_RELU: v = v > 0 ? v : 0; break;
