@@ -398,7 +398,43 @@ static void test_sgemm_det(void) {
     tern_pool_free(pool3);
 }
 
-int main(void) {
+/* `test_onnx --fp32-hash THREADS [--openblas]`: FNV-1a of the FP32 logits of ResNet-20 on 16
+ * test images (tests/t_repro.sh compares it across CPUs' OpenBLAS kernels, ISAs and threads). */
+static int fp32_hash(int threads, int openblas) {
+    tern_graph *g;
+    tern_dataset *ds;
+    tern_preproc pp = {0};
+    if (tern_onnx_import(data_path(0, "models/cifar10/resnet20.onnx"), &g) ||
+        tern_dataset_open(data_path(1, "cifar10/test_batch.bin"), NULL, &pp, &ds)) {
+        fprintf(stderr, "%s\n", tern_last_error());
+        return 1;
+    }
+    float *in = malloc(sizeof(float) * 16 * 3072);
+    uint8_t px[3072];
+    for (int i = 0; i < 16; i++) {
+        tern_dataset_read(ds, i, px, NULL);
+        for (int k = 0; k < 3072; k++) in[i * 3072 + k] = px[k] / 255.0f - 0.5f;
+    }
+    tern_fp32_set_threads(threads);
+    tern_fp32_set_openblas(openblas);
+    tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+    const float *y;
+    int64_t yd[TERN_MAX_DIMS];
+    int nd;
+    if (tern_fp32_run(x, in, 16, &y, yd, &nd)) { fprintf(stderr, "%s\n", tern_last_error()); return 1; }
+    uint64_t h = 1469598103934665603ULL;
+    const uint8_t *b = (const uint8_t *)y;
+    for (size_t i = 0; i < sizeof(float) * 160; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    printf("%016llx\n", (unsigned long long)h);
+    tern_fp32_ctx_free(x);
+    tern_dataset_free(ds);
+    tern_graph_free(g);
+    free(in);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "--fp32-hash")) return fp32_hash(atoi(argv[2]), argc > 3 && !strcmp(argv[3], "--openblas"));
     RUN(test_golden_torch_export);
     RUN(test_golden_folded);
     RUN(test_missing_file);
