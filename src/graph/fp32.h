@@ -38,7 +38,7 @@ void tern_fp32_set_openblas(int on);         /* 1: OpenBLAS SGEMM (not reproduci
 int tern_fp32_uses_openblas(void);
 
 /* C[M][N] = A[M][K] * op(B), op(B) = B[K][N] (ldb) or, with transb, B[N][K] transposed; every
- * element the sequential float sum over k in order (src/exec/sgemm_det.c). pool may be NULL. */
+ * element the sequential float sum over k in order (src/graph/sgemm_det.c). pool may be NULL. */
 enum tern_status tern_sgemm_det(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int transb,
                                 float *C, int ldc, tern_pool *pool);
 void tern_sgemm_det_kern_6x16__avx2(int kc, const float *a, const float *b, float *acc); /* sgemm_det_avx2.c */
