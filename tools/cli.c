@@ -87,6 +87,7 @@ int cli_apply_preset(cli_opts *o) {
             o->have_pp = 1;
         }
     } else if (!strcmp(o->preset, "darknet")) {
+        o->have_norm = 1; /* p/255: mean 0, std 1 */
         if (!o->have_pp) {
             o->pp.resize_short = 224;
             o->pp.crop_h = o->pp.crop_w = 224;
