@@ -112,7 +112,8 @@ int cmd_bench(int argc, char **argv) {
         const int64_t *ns = tern_qexec_layer_ns(e);
         double total = 0, peak = (double)tern_peak_macs_per_s(tern_active_isa());
         for (int i = 0; i < qm->nlayers; i++) total += (double)ns[i];
-        printf("per layer, batch %d, 1 thread, %d runs; int8 peak measured here: %.1f GMAC/s per core\n", big, runs, peak / 1e9);
+        printf("per layer, batch %d, 1 thread, %d runs; int8 peak measured here (%s): %.1f GMAC/s per core\n", big, runs,
+               tern_peak_name(tern_active_isa()), peak / 1e9);
         printf("%3s %-30s %-8s %-24s %9s %6s %8s %7s\n", "#", "name", "weights", "kernel", "ms", "time%", "GMAC/s", "peak%");
         for (int i = 0; i < qm->nlayers; i++) {
             const tern_qlayer *L = &qm->layers[i];
