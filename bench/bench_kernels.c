@@ -173,7 +173,10 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < xsz * nimg; i++) x[i] = (uint8_t)rnd32();
             uint8_t *packed = tern_aligned_alloc(k->packed_size(c) + 1);
             uint8_t *scratch = tern_aligned_alloc(k->scratch_size(c, s->w) + 1);
-            k->pack(c, packed);
+            if (k->pack(c, packed) != TERN_STATUS_OK) {
+                printf("%s: %s\n", full, tern_last_error());
+                return 1;
+            }
             /* check first: a few rows at both ends of image 0 */
             const int nchk = TERN_MIN(oh, 3);
             memset(y, 0, ysz); memset(yr, 1, ysz);

@@ -195,7 +195,7 @@ static int run_kernel_add(const tern_conv_kernel *k, const conv_case *cc, uint8_
     int bad = 0;
     memset(packed + psz, 0x5A, 64);
     memset(scratch + ssz, 0x5A, 64);
-    k->pack(c, packed);
+    CHECK(k->pack(c, packed) == TERN_STATUS_OK, "%s: pack: %s", k->name, tern_last_error());
     for (int b = 0; b < cc->batch; b++) {
         /* a private copy of the image with exact bounds so ASan sees any over-read */
         uint8_t *xb = malloc(xsz ? xsz : 1);
@@ -448,7 +448,7 @@ static void test_ref_wide(void) {
         for (int isa = TERN_ISA_AVX2; isa <= TERN_ISA_AVX512VNNI && isa <= (int)tern_cpu_isa(); isa++) {
             const tern_conv_kernel *k = tern_conv_kernel_select(c, (enum tern_isa)isa);
             uint8_t *packed = tern_aligned_alloc(k->packed_size(c) + 64), *scratch = tern_aligned_alloc(k->scratch_size(c, cc.w) + 64);
-            k->pack(c, packed);
+            CHECK(k->pack(c, packed) == TERN_STATUS_OK, "%s: pack: %s", k->name, tern_last_error());
             memset(yk, 0xA5, sizeof(int32_t) * oh * ow * c->cout + 64);
             for (int oy = 0; oy < oh;) {   /* random row ranges */
                 const int n = rnd_in(1, oh - oy);

@@ -7,15 +7,24 @@
  * (see the test). What the emulation cannot check is the mapping of v_* below onto the real
  * intrinsics; the test suite checks that on any CPU that has AVX-512 VNNI.
  *
- * Everything but the tile is conv_avx2.c, included with TERN_CONV_VNNI 1: the same steps (4 input
- * bytes of a tap x 16 output channels, 64 bytes of codes), rows copied once into a padded ring,
+ * Packing and row copies are shared with the AVX2 kernel (conv_pack.h, packed with vnni = 1): the
+ * same steps (4 input bytes of a tap x 16 output channels, 64 bytes of codes), rows copied once
+ * into a padded ring,
  * signed input xor 0x80 with the correction folded into the bias, the same requantisation.
  * vpdpbusd adds the 4 u8 x s8 products of a step into each channel's s32 sum (no saturation,
  * int32 wrap-around like the reference), so a cluster is one segment whatever its length and
  * 8-bit codes need no widening; at a cluster's end its scale multiplies the sum (vpmulld).
  * Tile: 8 pixels x 16 channels: 8 sums + 8 accumulators + codes + broadcast of the 32 zmm. */
-#define TERN_CONV_VNNI 1
-#include "kernels/x86/conv_avx2.c"
+#include "kernels/x86/conv_pack.h"
+
+/* the tile's view of a row (see vnni_pixels) */
+typedef struct run_ctx {
+    const uint8_t *const *sp;  /* per step: address of its bytes for pixel 0 of the row */
+    const int32_t *segn;
+    int nseg;
+    int cout, out_signed;
+    __m256i qmin, qmax;
+} run_ctx;
 
 #ifdef TERN_VNNI_EMULATE
 /* 16 x int32 as two ymm; every operation exact. */
@@ -122,12 +131,78 @@ static void vnni_pixels(const tern_qconv *c, const pk_hdr *H, run_ctx *X, int np
     }
 }
 
-const tern_conv_kernel tern_conv_t2_8x16__avx512vnni = {
-    "conv_t2_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
-};
-const tern_conv_kernel tern_conv_t4_8x16__avx512vnni = {
-    "conv_t4_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
-};
-const tern_conv_kernel tern_conv_w8_8x16__avx512vnni = {
-    "conv_w8_8x16__avx512vnni", avx2_packed_size, avx2_pack, avx2_scratch_size, avx2_run, avx2_run_add,
+/* ---- the driver: output rows one by one over a ring of padded input rows ---- */
+/* conv_avx512vnni.c provides the tiles; rows go through a ring of padded rows */
+
+static size_t vnni_scratch_size(const tern_qconv *c, int w) {
+    int ns, nseg;
+    tern_cpk_plan(c, 1, NULL, NULL, NULL, &ns, &nseg);
+    const int khw = c->kh * c->kw;
+    return A64((size_t)ns * sizeof(void *)) + A64((size_t)khw * sizeof(void *)) +
+           A64((size_t)c->kh * sizeof(void *)) + A64((size_t)tern_cpk_n_slots(c) * sizeof(int)) +
+           (size_t)(tern_cpk_n_slots(c) + 1) * tern_cpk_row_bytes(c, w);
+}
+
+static void vnni_run(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
+                     uint8_t *y, int oy0, int oy1, void *scratch) {
+    const pk_hdr *H = packed;
+    const uint8_t *pbase = packed;
+    const pk_step *st = (const pk_step *)(pbase + H->off_step);
+    const int ow = tern_qconv_out_w(c, w), khw = c->kh * c->kw, cin = c->cin, elem = H->elem;
+    const int wp = tern_cpk_row_w(c, w), nslot = tern_cpk_n_slots(c);
+    const size_t rb = tern_cpk_row_bytes(c, w);
+    uint8_t *sc = scratch;
+    const uint8_t **sp = (const uint8_t **)sc; sc += A64((size_t)H->nsteps * sizeof(void *));
+    const uint8_t **tapb = (const uint8_t **)sc; sc += A64((size_t)khw * sizeof(void *));
+    const uint8_t **rowp = (const uint8_t **)sc; sc += A64((size_t)c->kh * sizeof(void *));
+    int *slot_iy = (int *)sc; sc += A64((size_t)nslot * sizeof(int));
+    uint8_t *padrow = sc; sc += rb;
+    uint8_t *ring = sc;
+    int pad_ready = 0;
+    for (int s = 0; s < nslot; s++) slot_iy[s] = INT_MIN;
+
+    run_ctx X = {
+        .sp = sp, .segn = (const int32_t *)(pbase + H->off_seg), .nseg = H->nseg,
+        .cout = c->cout, .out_signed = c->qmin < 0,
+        .qmin = _mm256_set1_epi32(c->qmin), .qmax = _mm256_set1_epi32(c->qmax),
+    };
+    /* unsigned rows needing no horizontal padding and no read past a pixel's channels are used
+     * in place */
+    const int direct = H->kind == KIND_MADDUBS && !c->in_signed && H->direct_ok && c->pad_l == 0 && wp <= w;
+    const ptrdiff_t pstride = (ptrdiff_t)c->sw * cin * elem;
+
+    if (direct && khw == 1 && c->sh == 1 && c->sw == 1 && c->pad_t == 0 && ow == w && oy1 <= h) {
+        /* 1x1 stride 1 unpadded: the rows are one contiguous run of pixels */
+        for (int s = 0; s < H->nsteps; s++) sp[s] = x + (size_t)oy0 * w * cin + st[s].cb;
+        vnni_pixels(c, H, &X, (oy1 - oy0) * ow, pstride, y + (size_t)oy0 * ow * c->cout);
+        return;
+    }
+    for (int oy = oy0; oy < oy1; oy++) {
+        for (int ky = 0; ky < c->kh; ky++) {
+            const int iy = oy * c->sh - c->pad_t + ky * c->dh;
+            if (iy < 0 || iy >= h) {
+                if (!pad_ready) { tern_cpk_fill_row(c, H->kind, H->pair_n, NULL, w, wp, padrow, rb); pad_ready = 1; }
+                rowp[ky] = padrow;
+            } else if (direct) {
+                rowp[ky] = x + (size_t)iy * w * cin;
+            } else {
+                const int s = iy % nslot;
+                uint8_t *r = ring + (size_t)s * rb;
+                if (slot_iy[s] != iy) { tern_cpk_fill_row(c, H->kind, H->pair_n, x + (size_t)iy * w * cin, w, wp, r, rb); slot_iy[s] = iy; }
+                rowp[ky] = r;
+            }
+        }
+        for (int t = 0; t < khw; t++) tapb[t] = rowp[t / c->kw] + (size_t)(t % c->kw) * c->dw * cin * elem;
+        for (int s = 0; s < H->nsteps; s++) sp[s] = tapb[st[s].tap] + (size_t)st[s].cb * elem;
+        vnni_pixels(c, H, &X, ow, pstride, y + (size_t)oy * ow * c->cout);
+    }
+}
+
+RUN_THEN_ADD(vnni_run_add, vnni_run)
+static size_t vnni_packed_size(const tern_qconv *c) { return tern_cpk_packed_size(c, 1); }
+static enum tern_status vnni_pack(const tern_qconv *c, void *packed) { return tern_cpk_pack(c, 1, packed); }
+
+/* every code type (vpdpbusd on bytes) */
+const tern_conv_kernel tern_conv_8x16__avx512vnni = {
+    "conv_8x16__avx512vnni", vnni_packed_size, vnni_pack, vnni_scratch_size, vnni_run, vnni_run_add,
 };
