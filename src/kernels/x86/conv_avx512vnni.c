@@ -1,11 +1,10 @@
 /* AVX-512 VNNI integer convolutions (vpdpbusd), bit-exact against conv_ref.
  *
- * NOT EXECUTED ON THE MACHINE IT WAS WRITTEN ON (AVX2 only). Its logic is tested there through
- * an exact AVX2 emulation of the few 512-bit operations it uses: build this file with
- *     -mavx2 -mfma -DTERN_VNNI_EMULATE
- * instead of the AVX-512 flags and run tests/test_conv_kernels with TERN_TEST_VNNI_EMULATED=1
- * (see the test). What the emulation cannot check is the mapping of v_* below onto the real
- * intrinsics; the test suite checks that on any CPU that has AVX-512 VNNI.
+ * Its logic is also tested on AVX2-only machines, through an exact AVX2 emulation of the few
+ * 512-bit operations it uses (v_* below): `make test` builds this file with -mavx2 -mfma
+ * -DTERN_VNNI_EMULATE into tests/test_conv_kernels_vnni_emu (see the Makefile), which runs every
+ * sweep on it. What the emulation cannot check is the mapping of v_* onto the real intrinsics;
+ * the normal test_conv_kernels checks that on any CPU that has AVX-512 VNNI.
  *
  * Packing and row copies are shared with the AVX2 kernel (conv_pack.h, packed with vnni = 1): the
  * same steps (4 input bytes of a tap x 16 output channels, 64 bytes of codes), rows copied once
@@ -27,6 +26,7 @@ typedef struct run_ctx {
 } run_ctx;
 
 #ifdef TERN_VNNI_EMULATE
+const int tern_conv_vnni_emulated = 1;   /* tells test_conv_kernels the kernel runs on AVX2 */
 /* 16 x int32 as two ymm; every operation exact. */
 typedef struct v16 { __m256i lo, hi; } v16;
 static inline v16 v_load(const void *p) {
