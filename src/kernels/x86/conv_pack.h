@@ -23,8 +23,9 @@
 enum { KIND_MADDUBS = 0, KIND_MADD16 = 1, KIND_RAW = 2 };   /* RAW: rows copied as they are */
 enum { NR = 16 };   /* output channels per block */
 /* Per block of 16 output channels: int32 bias[16] (signed-input correction folded in), mpos[16],
- * mneg[16], cfix[16]; then int64 rnd[16], tsh[16] in "vector order": for each group of 8
- * channels, the 4 even channels then the 4 odd ones (the lanes vpmuldq sees). See requant8. */
+ * mneg[16], cfix[16]; then int64 rnd[16], tsh[16] in "vector order", the lanes vpmuldq sees:
+ * the depthwise kernel (requant8, ymm): for each group of 8 channels, the 4 even channels then
+ * the 4 odd ones; the VNNI kernel (zmm): the 8 even channels, then the 8 odd ones. */
 enum { P_BIAS = 0, P_MPOS = 16, P_MNEG = 32, P_CFIX = 48, P_RND = 64, P_TSH = 96 };  /* int32 units */
 #define PARAM_BYTES (128 * 4)
 /* The AVX2 blocked kernels' parameters instead (int32 units; see rq8): per lane d (vector d/8,
@@ -43,6 +44,9 @@ typedef struct pk_hdr {
     int32_t direct_ok;         /* no step reads past channel cin-1 of its pixel */
     int32_t pair_n;            /* N if rows are copied with cluster pairs interleaved, else 0 */
     int32_t vnni;              /* packed for the VNNI kernel (else the AVX2 one) */
+    int32_t dpw;               /* VNNI: every segment's sum fits s16 (vpdpwssd applies the scale) */
+    int32_t blend;             /* VNNI: some channel's mneg matters (requantisation picks m by sign) */
+    int32_t pad_;
     int64_t blk_bytes;         /* one block: params, then per segment its steps' codes and scales */
     int64_t off_step, off_seg, off_blk;
 } pk_hdr;

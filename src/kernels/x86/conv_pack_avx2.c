@@ -13,7 +13,9 @@ static inline int lane_chan(int vnni, int d) {
 }
 
 static int max_seg_steps(const tern_qconv *c, int vnni) {
-    if (vnni) return INT_MAX;
+    /* VNNI: a ternary segment of <= 32 steps sums at most 128 products of 255 * |1|, so it fits
+     * s16 and vpdpwssd applies its scale (see conv_avx512vnni.c); other codes: a whole cluster */
+    if (vnni) return c->wtype == TERN_WTYPE_TERNARY ? 32 : INT_MAX;
     return c->wtype == TERN_WTYPE_TERNARY ? 64 : c->wtype == TERN_WTYPE_INT4 ? 9 : INT_MAX;
 }
 static int kind_of(const tern_qconv *c, int vnni) {
@@ -162,6 +164,7 @@ enum tern_status tern_cpk_pack(const tern_qconv *c, int vnni, void *packed) {
     int maxcb = 0;
     for (int s = 0; s < ns; s++) maxcb = TERN_MAX(maxcb, st[s].cb + per);
     H->pair_n = pair_n(c, vnni);
+    H->dpw = vnni && c->wtype == TERN_WTYPE_TERNARY;
     H->direct_ok = H->kind == KIND_MADDUBS && maxcb <= run && !H->pair_n;
     for (int s = 0; s < ns; s++) {
         st[s].dy = st[s].tap / c->kw * c->dh;
@@ -194,13 +197,16 @@ enum tern_status tern_cpk_pack(const tern_qconv *c, int vnni, void *packed) {
                      * rounding steps at once (floor(floor(a/b)+c)/d) == floor((a+cb)/(bd))); adding
                      * 2^62 makes the numerator non-negative so a logical shift is exact, and cfix
                      * removes the 2^(62-31-s) that the bias leaves in the result. */
-                    const int vj = (d / 8) * 8 + (d % 2) * 4 + (d % 8) / 2;   /* vector order */
+                    const int vj = (d % 2) * 8 + d / 2;   /* zmm vector order: even channels, then odd */
                     P[P_BIAS + d] = (int32_t)bias;
                     P[P_MPOS + d] = c->mpos[o];
                     P[P_MNEG + d] = c->mneg[o];
                     P[P_CFIX + d] = (int32_t)(uint32_t)(1ull << (31 - sh));
                     P64[P_RND / 2 + vj] = (int64_t)((1ull << 62) + (1ull << 30) + (sh > 0 ? 1ull << (30 + sh) : 0));
                     P64[P_TSH / 2 + vj] = 31 + sh;
+                    /* mneg matters unless it equals mpos, or is 0 under a clamp at >= 0 (as below) */
+                    if (c->mneg[o] != c->mpos[o] && !(c->mneg[o] == 0 && c->mpos[o] >= 0 && c->qmin >= 0 && !c->out_wide))
+                        H->blend = 1;
                 } else {
                     /* rq8: v = floor(X / 2^(31+s)) with X = acc*m + 2^30 + [s>0] 2^(30+s), both of
                      * tern_requant's rounding steps at once (floor(floor(a/b)+c)/d) == floor((a+cb)/(bd))).
