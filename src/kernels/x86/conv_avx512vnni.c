@@ -18,8 +18,9 @@
  *     the usual 8-bit case, multiplies once at the end).
  * Tiles: R pixels x CB blocks of 16 output channels, so one broadcast of a pixel's 4 bytes feeds
  * CB vpdpbusd and one code vector R of them: 7 x 2 (14 sums, 14 accumulators, 2 code vectors and a
- * broadcast of the 32 zmm), 10 x 1 for a lone block; with one segment (no separate accumulators)
- * 10 x 2. Output rows go in bands as in the AVX2 kernel: a band's input rows are copied once
+ * broadcast of the 32 zmm), 12 x 1 for a lone block (12 independent vpdpbusd chains: 10 leave
+ * the 5-cycle latency exposed at 2 per cycle; GCC keeps 2 of the 12 offsets in xmm registers);
+ * with one segment (no separate accumulators) 10 x 2. Output rows go in bands as in the AVX2 kernel: a band's input rows are copied once
  * (padding and xor applied) one after the other, or read in place, and a table of per-pixel
  * offsets lets a tile take its pixels across row ends. A band's last tile repeats its last pixel.
  * Requantisation is requant8's arithmetic on 16 lanes (rq16), stored with vpmovdb. */
@@ -129,7 +130,7 @@ typedef struct tile_ctx {
 } tile_ctx;
 
 enum { MODE_DPW = 0, MODE_MUL = 1, MODE_ONE = 2 };   /* scale per segment: vpdpwssd, vpmulld; one segment */
-enum { RMAX = 10 };
+enum { RMAX = 12 };
 
 /* R pixels (offsets o[0..R-1]) x CB blocks (blk, blk + blk_bytes); n pixels and nc channels of
  * the last block are stored. Constant R, CB and mode at every call: GCC unrolls and keeps the
@@ -141,40 +142,40 @@ static inline __attribute__((always_inline)) void tile(const tile_ctx *T, const 
     const ptrdiff_t bs = (ptrdiff_t)T->blk_bytes;
     const int8_t *wp = (const int8_t *)(blk + PARAM_BYTES);
     ptrdiff_t off[RMAX];
-#pragma GCC unroll 10
+#pragma GCC unroll 12
     for (int i = 0; i < R; i++) off[i] = o[i];
     v16 acc[2 * RMAX], s[2 * RMAX];
     if (mode != MODE_ONE) {
-#pragma GCC unroll 20
+#pragma GCC unroll 24
         for (int j = 0; j < R * CB; j++) acc[j] = v_load(blk + (j % CB) * bs);   /* the bias */
     }
     for (; *segn; segn++) {
-#pragma GCC unroll 20
+#pragma GCC unroll 24
         for (int j = 0; j < R * CB; j++) s[j] = v_zero();
         for (int k = *segn; k > 0; k--) {
             const uint8_t *p = *sp++;
             const v16 w0 = v_load(wp), w1 = CB > 1 ? v_load(wp + bs) : w0;
             wp += 64;
-#pragma GCC unroll 10
+#pragma GCC unroll 12
             for (int i = 0; i < R; i++) {
                 const v16 b = v_bcast4(p + off[i]);
                 s[i * CB] = v_dpbusd(s[i * CB], b, w0);
                 if (CB > 1) s[i * CB + 1] = v_dpbusd(s[i * CB + 1], b, w1);
             }
-#pragma GCC unroll 20
+#pragma GCC unroll 24
             for (int j = 0; j < R * CB; j++) V_KEEP(s[j]);
         }
         const v16 c0 = v_load(wp), c1 = CB > 1 ? v_load(wp + bs) : c0;   /* the segment's scales */
         wp += 64;
         if (mode == MODE_DPW) {
-#pragma GCC unroll 20
+#pragma GCC unroll 24
             for (int j = 0; j < R * CB; j++) acc[j] = v_dpwssd(acc[j], s[j], j % CB ? c1 : c0);
         } else if (mode == MODE_MUL) {
-#pragma GCC unroll 20
+#pragma GCC unroll 24
             for (int j = 0; j < R * CB; j++) acc[j] = v_add(acc[j], v_mullo(s[j], j % CB ? c1 : c0));
         } else {
             const v16 b0 = v_load(blk), b1 = CB > 1 ? v_load(blk + bs) : b0;
-#pragma GCC unroll 20
+#pragma GCC unroll 24
             for (int j = 0; j < R * CB; j++) acc[j] = v_add(j % CB ? b1 : b0, v_mullo(s[j], j % CB ? c1 : c0));
         }
     }
@@ -192,11 +193,11 @@ static inline __attribute__((always_inline)) void tile(const tile_ctx *T, const 
         tile(T, blk, o, y, n, nc, R, CB, mode);                                                                 \
     }
 TILE_FN(7, 2, MODE_DPW)
-TILE_FN(10, 1, MODE_DPW)
+TILE_FN(12, 1, MODE_DPW)
 TILE_FN(7, 2, MODE_MUL)
-TILE_FN(10, 1, MODE_MUL)
+TILE_FN(12, 1, MODE_MUL)
 TILE_FN(10, 2, MODE_ONE)
-TILE_FN(10, 1, MODE_ONE)
+TILE_FN(12, 1, MODE_ONE)
 typedef void (*tile_fn)(const tile_ctx *, const uint8_t *, const int32_t *, uint8_t *, int, int);
 
 /* ---- the band driver (as band_run in conv_avx2.c) ---- */
@@ -237,8 +238,8 @@ static void vnni_run(const tern_qconv *c, const void *packed, const uint8_t *x, 
     /* the tile shapes for this layer: 2 blocks, and 1 for a last odd block */
     const int mode = H->nseg == 1 ? MODE_ONE : H->dpw ? MODE_DPW : MODE_MUL;
     const tile_fn f2 = mode == MODE_ONE ? tile_10x2_MODE_ONE : mode == MODE_DPW ? tile_7x2_MODE_DPW : tile_7x2_MODE_MUL;
-    const tile_fn f1 = mode == MODE_ONE ? tile_10x1_MODE_ONE : mode == MODE_DPW ? tile_10x1_MODE_DPW : tile_10x1_MODE_MUL;
-    const int r2 = mode == MODE_ONE ? 10 : 7, r1 = 10;
+    const tile_fn f1 = mode == MODE_ONE ? tile_12x1_MODE_ONE : mode == MODE_DPW ? tile_12x1_MODE_DPW : tile_12x1_MODE_MUL;
+    const int r2 = mode == MODE_ONE ? 10 : 7, r1 = 12;
     for (int by0 = oy0; by0 < oy1; by0 += B) {
         const int by1 = TERN_MIN(by0 + B, oy1), nin = band_in_rows(c, by1 - by0), iy0 = by0 * c->sh - c->pad_t;
         const uint8_t *base;
