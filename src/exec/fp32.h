@@ -28,8 +28,7 @@ enum tern_status tern_fp32_run(tern_fp32_ctx *x, const float *in, int batch, con
 tern_fp32_ctx *tern_fp32_ctx_new(const tern_graph *g);
 void tern_fp32_ctx_free(tern_fp32_ctx *x);
 /* Threads for the runs that follow: a batch (without observer or keep_all) is split over them,
- * each part run by its own context with single-threaded OpenBLAS; other runs (one image, an
- * observer) use that many OpenBLAS threads. */
+ * each part run by its own context; OpenBLAS always runs single-threaded. */
 void tern_fp32_set_threads(int n);
 
 /* Per-op kernels (src/exec/fp32_ops.c), referenced from the op table. */

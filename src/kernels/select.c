@@ -3,7 +3,7 @@
 #include "kernels/kernels.h"
 
 extern const tern_conv_kernel tern_conv_6x16__avx2, tern_conv_dw_1x16__avx2;
-extern const tern_conv_kernel tern_conv_7x32__avx512vnni;
+extern const tern_conv_kernel tern_conv_7x32__avx512vnni, tern_conv_dw_1x32__avx512vnni;
 
 const tern_conv_kernel *tern_conv_kernel_select(const tern_qconv *c, enum tern_isa isa) {
     /* depthwise: one input and one output channel per group; the blocked kernels would use one
@@ -11,7 +11,7 @@ const tern_conv_kernel *tern_conv_kernel_select(const tern_qconv *c, enum tern_i
     const int depthwise = c->groups > 1 && c->cin == c->groups && c->cout == c->groups;
     if (c->out_wide)   /* int32 logits: the AVX2 blocked kernel or the reference */
         return isa < TERN_ISA_AVX2 || depthwise ? &tern_conv_ref : &tern_conv_6x16__avx2;
-    if (isa >= TERN_ISA_AVX512VNNI && !depthwise) return &tern_conv_7x32__avx512vnni;
+    if (isa >= TERN_ISA_AVX512VNNI) return depthwise ? &tern_conv_dw_1x32__avx512vnni : &tern_conv_7x32__avx512vnni;
     if (isa >= TERN_ISA_AVX2) return depthwise ? &tern_conv_dw_1x16__avx2 : &tern_conv_6x16__avx2;
     return &tern_conv_ref;
 }
