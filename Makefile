@@ -100,6 +100,16 @@ $(BUILD)/tests/test_api.o: tests/test_api.c include/tern.h
 $(BUILD)/tests/test_api: $(BUILD)/tests/test_api.o $(SO)
 	$(CC) $(LDFLAGS) $< -o $@ -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -l:libtern.so -lm
 
+# The VNNI kernel in its exact AVX2 emulation (see conv_avx512vnni.c), linked into a second
+# build of the kernel test so that an AVX2-only machine still proves the VNNI code path's logic.
+EMUOBJ  := $(BUILD)/emu/conv_avx512vnni.o
+TESTBIN += $(BUILD)/tests/test_conv_kernels_vnni_emu
+$(EMUOBJ): src/kernels/x86/conv_avx512vnni.c $(GEN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_avx2) -DTERN_VNNI_EMULATE -MMD -MP -c $< -o $@
+$(BUILD)/tests/test_conv_kernels_vnni_emu: $(BUILD)/tests/test_conv_kernels.o $(EMUOBJ) $(filter-out %/conv_avx512vnni.o,$(LIBOBJ))
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -120,7 +120,8 @@ int cmd_bench(int argc, char **argv) {
         tern_layer_info L;
         for (int i = 0; i < in.layers; i++)
             if (!tern_model_layer(tm, i, &L)) total += (double)L.time_ns;
-        printf("per layer, batch %d, 1 thread, %d runs; int8 peak measured here: %.1f GMAC/s per core\n", big, runs, peak / 1e9);
+        printf("per layer, batch %d, 1 thread, %d runs; int8 peak measured here (%s): %.1f GMAC/s per core\n", big, runs,
+               tern_peak_name(tern_active_isa()), peak / 1e9);
         printf("%3s %-30s %-8s %-24s %9s %6s %8s %7s\n", "#", "name", "weights", "kernel", "ms", "time%", "GMAC/s", "peak%");
         for (int i = 0; i < in.layers; i++) {
             tern_model_layer(tm, i, &L);
