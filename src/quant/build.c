@@ -258,16 +258,26 @@ enum tern_status tern_q_build(qctx *q, tern_qmodel *m) {
             L->kw = (int)n->a.kernel[1];
             L->sh = (int)n->a.strides[0];
             L->sw = (int)n->a.strides[1];
-            L->pad_t = (int)n->a.pads[0];
-            L->pad_l = (int)n->a.pads[1];
-            L->pad_b = (int)n->a.pads[2];
-            L->pad_r = (int)n->a.pads[3];
+            if (!tern_q_pool_prepad(n)) { /* (else a PAD layer before this one did the padding) */
+                L->pad_t = (int)n->a.pads[0];
+                L->pad_l = (int)n->a.pads[1];
+            }
+            /* bottom/right pads are what the output size needs: ceil_mode's extra partial windows
+             * become padding (padding never counts here), unused pads are dropped */
+            L->pad_b = TERN_MAX(0, (ty->h - 1) * L->sh + L->kh - tx->h - L->pad_t);
+            L->pad_r = TERN_MAX(0, (ty->w - 1) * L->sw + L->kw - tx->w - L->pad_l);
             if (l->op == TERN_QOP_AVGPOOL) st = pool_mults(L, L->kh * L->kw, 0, fi, fo);
             break;
         case TERN_QOP_GLOBALAVGPOOL:
             st = pool_mults(L, tx->h * tx->w, 1, fi, fo);
             break;
         case TERN_QOP_PAD: {
+            if (n->op == TERN_OP_AVGPOOL) { /* see tern_q_pool_prepad() */
+                L->pad_h0 = (int)n->a.pads[0]; L->pad_w0 = (int)n->a.pads[1];
+                L->pad_h1 = (int)n->a.pads[2]; L->pad_w1 = (int)n->a.pads[3];
+                snprintf(L->name, sizeof L->name, "%.56s.pad", n->name);
+                break;
+            }
             const int64_t *p = n->a.pad_list; /* [n c h w] begins then ends */
             L->pad_c0 = (int)p[1]; L->pad_h0 = (int)p[2]; L->pad_w0 = (int)p[3];
             L->pad_c1 = (int)p[5]; L->pad_h1 = (int)p[6]; L->pad_w1 = (int)p[7];

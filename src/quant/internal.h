@@ -53,6 +53,8 @@ typedef struct opt_layer {
 
 /* lower.c */
 enum tern_status tern_q_lower(qctx *q);
+/* 1 if pool node n is lowered as PAD + pool (count_include_pad with pads; see lower.c). */
+int tern_q_pool_prepad(const tern_node *n);
 /* Float weights [cout][cing*kh*kw] and bias [cout] of a lowered weight layer (caller frees). */
 enum tern_status tern_q_weights_of(qctx *q, const low_layer *l, float **w, float **b);
 /* Fold (p/255 - mean)/std into a first layer's weights w[cout][cing*khw] and bias. */

@@ -52,6 +52,13 @@ static int act_unsigned(const tern_node *act) {
     return act && (act->op == TERN_OP_RELU || (act->op == TERN_OP_CLIP && act->a.clip_min >= 0));
 }
 
+/* An AveragePool whose padding counts in the divisor (count_include_pad with pads) is lowered as
+ * a zero PAD layer and a pool without pads: every window of the padded tensor then holds its
+ * taps, and a window cut by ceil_mode is cut at the padded edge, as ONNX and PyTorch count it. */
+int tern_q_pool_prepad(const tern_node *n) {
+    return n->op == TERN_OP_AVGPOOL && n->a.count_include_pad && (n->a.pads[0] || n->a.pads[1] || n->a.pads[2] || n->a.pads[3]);
+}
+
 enum tern_status tern_q_lower(qctx *q) {
     const tern_graph *g = q->g;
     const tern_value *in = &g->values[g->input];
@@ -122,10 +129,18 @@ enum tern_status tern_q_lower(qctx *q) {
             break;
         }
         case TERN_OP_MAXPOOL: case TERN_OP_AVGPOOL: case TERN_OP_GLOBALAVGPOOL: {
-            if (n->op == TERN_OP_AVGPOOL && n->a.count_include_pad && (n->a.pads[0] || n->a.pads[1] || n->a.pads[2] || n->a.pads[3]))
-                return UNSUP(n, "%s: node '%s': AveragePool with count_include_pad and padding is not supported by the integer engine", g->path, n->name);
-            if (n->op == TERN_OP_MAXPOOL && (n->a.dilations[0] != 1 || n->a.dilations[1] != 1))
-                return UNSUP(n, "%s: node '%s': dilated MaxPool is not supported by the integer engine", g->path, n->name);
+            if (tern_q_pool_prepad(n)) { /* the padding counts: pad with zeros, then pool without pads */
+                const qt_info *xt = &q->qt[x];
+                int t = new_qt(q, q->qt[x].value, xt->is_signed, xt->c, xt->h + (int)(n->a.pads[0] + n->a.pads[2]),
+                               xt->w + (int)(n->a.pads[1] + n->a.pads[3]));
+                if (t < 0) return TERN_STATUS_NOMEM;
+                q->qt[t].same_as = x;
+                l = new_ll(q, TERN_QOP_PAD, n);
+                l->nin = 1;
+                l->in[0] = x;
+                l->out = t;
+                x = t;
+            }
             int t = new_qt(q, n->out[0], q->qt[x].is_signed, (int)yv->dims[1], (int)yv->dims[2], (int)yv->dims[3]);
             if (t < 0) return TERN_STATUS_NOMEM;
             if (n->op == TERN_OP_MAXPOOL) q->qt[t].same_as = x;
