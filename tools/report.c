@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 
 static const char *qop_name(int op) {
-    static const char *n[] = {"?", "conv", "add", "maxpool", "avgpool", "gap", "pad", "slice", "concat", "requant"};
-    return op >= 1 && op <= 9 ? n[op] : "?";
+    static const char *n[] = {"?", "conv", "add", "maxpool", "avgpool", "gap", "pad", "slice", "concat", "requant", "lut", "mul"};
+    return op >= 1 && op <= TERN_QOP_LAST ? n[op] : "?";
 }
 
 static const char *wtype_name(int w) { return w == TERN_WTYPE_TERNARY ? "t" : w == TERN_WTYPE_INT4 ? "4" : "8"; }

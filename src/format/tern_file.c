@@ -143,9 +143,9 @@ static int64_t unpack_codes(int wtype, const uint8_t *in, int64_t n, int8_t *w) 
 
 /* ---- layer blobs ---- */
 
-static const int arr_esize[TERN_ARR_COUNT] = {1, 2, 4, 4, 4, 1, 1, 4, 1};
+static const int arr_esize[TERN_ARR_COUNT] = {1, 2, 4, 4, 4, 1, 1, 4, 1, 1};
 static const char *const arr_name[TERN_ARR_COUNT] = {"weights", "cscale", "bias", "mpos", "mneg",
-                                                    "shift", "pad_value", "mult", "mshift"};
+                                                    "shift", "pad_value", "mult", "mshift", "lut"};
 /* The arrays that may be stored as one repeated element: the per-channel CONV arrays, whose
  * counts are bounded by the layer's stored codes (so a tiny file cannot expand to a huge model). */
 #define UNIFORM_OK ((1u << TERN_ARR_CSCALE) | (1u << TERN_ARR_BIAS) | (1u << TERN_ARR_MPOS) | \
@@ -169,6 +169,8 @@ static void layout_blob(const tern_qlayer *L, int has_padv, uint32_t uniform, bl
         b->count[TERN_ARR_PADV] = has_padv ? c->cin : 0;
     } else if (L->op == TERN_QOP_AVGPOOL || L->op == TERN_QOP_GLOBALAVGPOOL) {
         b->count[TERN_ARR_MULT] = b->count[TERN_ARR_MSHIFT] = L->nmult;
+    } else if (L->op == TERN_QOP_LUT) {
+        b->count[TERN_ARR_LUT] = 256;
     }
     size_t pos = 0;
     for (int a = 0; a < TERN_ARR_COUNT; a++) {
@@ -192,6 +194,7 @@ static const void *arr_ptr(const tern_qlayer *L, int a) {
     case TERN_ARR_SHIFT: return L->conv.shift;
     case TERN_ARR_PADV: return L->conv.pad_value;
     case TERN_ARR_MULT: return L->mult;
+    case TERN_ARR_LUT: return L->lut;
     default: return L->mshift;
     }
 }
@@ -205,6 +208,7 @@ static void arr_set(tern_qlayer *L, int a, void *p) {
     case TERN_ARR_SHIFT: L->conv.shift = p; break;
     case TERN_ARR_PADV: L->conv.pad_value = p; break;
     case TERN_ARR_MULT: L->mult = p; break;
+    case TERN_ARR_LUT: L->lut = p; break;
     default: L->mshift = p; break;
     }
 }

@@ -182,6 +182,25 @@ static enum tern_status pool_mults(tern_qlayer *L, int n, int global, int fi, in
     return TERN_STATUS_OK;
 }
 
+/* The function a LUT layer applies: the node's own (tern_unary_f32), or SiLU for a Mul that
+ * lower.c matched as x * sigmoid(x). */
+static double lut_f(const tern_node *n, double v) {
+    if (n->op == TERN_OP_MUL) return v / (1.0 + exp(-v));
+    return tern_unary_f32(n, (float)v);
+}
+
+/* Every input code's output code: y = clamp(round(f(code * 2^-fi) * 2^fo)). */
+static enum tern_status build_lut(tern_qlayer *L, const tern_node *n, const tern_qtensor *tx, const tern_qtensor *ty) {
+    if (!(L->lut = tern_malloc(256))) return TERN_STATUS_NOMEM;
+    for (int b = 0; b < 256; b++) {
+        int code = tx->is_signed ? (int)(int8_t)b : b;
+        double y = nearbyint(lut_f(n, ldexp((double)code, -tx->exp)) * ldexp(1.0, ty->exp));
+        y = y < L->qmin ? L->qmin : y > L->qmax ? L->qmax : y;
+        L->lut[b] = (uint8_t)(int)y;
+    }
+    return TERN_STATUS_OK;
+}
+
 static int add_layer(tern_qmodel *m, int op, const char *name) {
     tern_qlayer *L = &m->layers[m->nlayers];
     memset(L, 0, sizeof *L);
@@ -281,6 +300,16 @@ enum tern_status tern_q_build(qctx *q, tern_qmodel *m) {
             const int64_t *p = n->a.pad_list; /* [n c h w] begins then ends */
             L->pad_c0 = (int)p[1]; L->pad_h0 = (int)p[2]; L->pad_w0 = (int)p[3];
             L->pad_c1 = (int)p[5]; L->pad_h1 = (int)p[6]; L->pad_w1 = (int)p[7];
+            break;
+        }
+        case TERN_QOP_LUT:
+            st = build_lut(L, n, tx, ty);
+            break;
+        case TERN_QOP_MUL: {
+            int fb = m->tensors[l->in[1]].exp;
+            L->la = fo > fi + fb ? fo - fi - fb : 0;
+            L->rs = fi + fb > fo ? fi + fb - fo : 0;
+            if (L->la > 31 || L->rs > 63) st = tern_errorf(TERN_STATUS_NUMERIC, "layer '%s': exponents too far apart", n->name);
             break;
         }
         case TERN_QOP_SLICE:
