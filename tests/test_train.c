@@ -2,6 +2,7 @@
  * the loss L = sum r*y accumulated in double, central differences), softmax cross-entropy, and
  * determinism of whole training steps (same seed -> same weights). */
 #include "check.h"
+#include "data/data.h"
 #include "graph/graph.h"
 #include "train/ops.h"
 #include "train/train.h"

@@ -1,7 +1,7 @@
 /* Shared CLI helpers. */
 #include "cli.h"
-#include "exec/fp32.h"
-#include "exec/qexec.h"
+#include "graph/fp32.h"
+#include "engine/qexec.h"
 #include <math.h>
 #include <string.h>
 #include <unistd.h>

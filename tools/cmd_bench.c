@@ -2,7 +2,7 @@
  * models a per-layer table (time, GMAC/s, share of the machine's measured int8 peak). Inputs are
  * real images when --data is given, else a fixed pseudo-random pattern. */
 #include "cli.h"
-#include "exec/qexec.h"
+#include "engine/qexec.h"
 #include "kernels/peak.h"
 #include <string.h>
 

@@ -5,10 +5,11 @@
  * weights and 8-bit activations in the forward pass, and writes the result through the ordinary
  * quantizer: OUT.tern is a plain .tern file. */
 #include "cli.h"
-#include "exec/fp32.h"
-#include "exec/qexec.h"
+#include "graph/fp32.h"
+#include "engine/qexec.h"
 #include "quant/quantize.h"
 #include "train/ops.h"
+#include "onnx/onnx.h"
 #include "train/train.h"
 #include <math.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* tern quantize MODEL.onnx -o OUT.tern --calib DATA: ternary/4-bit/8-bit weights per policy,
  * 8-bit dynamic fixed point activations calibrated on DATA, and a per-layer report. */
 #include "cli.h"
-#include "exec/qexec.h"
+#include "engine/qexec.h"
 #include "format/qmodel.h"
 #include "quant/quantize.h"
 #include <math.h>

@@ -14,7 +14,7 @@
  * each accepted only if it lowers the objective, alternating with the scale refit. */
 
 #include "quant/internal.h"
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <cblas.h>
 #include <math.h>
 #include <string.h>

@@ -73,17 +73,4 @@ float *tern_trainer_weights(tern_trainer *t, int i, int *cout, int *K, float **b
 /* Graph value ids of the trained constants (weights, biases); returns how many (<= max). */
 int tern_trainer_params(const tern_trainer *t, int *values, int max);
 
-/* Copy the ONNX file src to dst with the float initializers named like the graph values
- * `values` replaced by their current data in g (src/train/onnx_patch.c). Fails, writing
- * nothing, if one has no initializer of that name and size (e.g. BatchNorm folded at import). */
-enum tern_status tern_onnx_patch_weights(const char *src, const char *dst, const tern_graph *g, const int *values, int nvalues);
-
-/* Deterministic PRNG (splitmix64) and CIFAR-style augmentation: random crop of a c x h x w
- * 8-bit image padded by `pad` pixels (value 0) and a random horizontal flip; writes the
- * normalised float image (p/255 - mean)/std into out[c][h][w]. */
-uint64_t tern_rng_next(uint64_t *s);
-uint32_t tern_rng_below(uint64_t *s, uint32_t n);
-void tern_augment(const uint8_t *chw, int c, int h, int w, int pad, int flip, uint64_t *rng, const float *mean,
-                  const float *std, float *out);
-
 #endif
