@@ -2,12 +2,16 @@
 """Export torchvision CNNs with random weights to ONNX, plus a fixed input and PyTorch's output.
 
 Usage: /usr/bin/python3 scripts/export_torchvision.py OUTDIR [name ...] [--threads T] [--check-ort]
-       /usr/bin/python3 scripts/export_torchvision.py --zoo OUTDIR [name ...] [--threads T]
+       /usr/bin/python3 scripts/export_torchvision.py --zoo OUTDIR [name ...] [--threads T] [--stats DIR]
 
 --zoo exports the model zoo of tests/t_zoo.sh instead (table ZOO below): small inputs (the
 architectures end in an adaptive pool, so any size that survives their strides works), opsets 11
 and 17, the same randomisation, and the same NAME.onnx / .input.bin / .output.bin / .json files
 (input [2,3,S,S], output [2,1000]). These are inputs for the quantizer and the integer engine.
+--stats DIR measures the BatchNorm statistics on 16 images of DIR (resized and cropped to S,
+ImageNet mean/std) instead of on Gaussian noise: like a trained model's, the statistics then fit
+the images the model is run on. On noise statistics, real images meet BN layers normalising for
+the wrong variance, and deep random nets (EfficientNet, MobileNetV3) lose their signal in offsets.
 
 Names (default: all): resnet18 resnet50 resnet101 googlenet alexnet vgg11 vgg16 mobilenet_v2
 
@@ -121,7 +125,26 @@ def ensure_packages():
     return True
 
 
-def randomise(model, torch, seed, size=224):
+def stats_batch(torch, folder, size, count=16):
+    """count images of folder (every k-th of the sorted JPEGs), resized (shorter side size*8/7) and
+    centre-cropped to size x size, normalised with the ImageNet mean/std: what t_zoo.sh feeds."""
+    import torchvision.transforms.functional as TF
+    from torchvision.io import read_image
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith((".jpeg", ".jpg", ".png")))
+    if not files:
+        raise SystemExit("no images in %s" % folder)
+    step = max(1, len(files) // count)
+    xs = []
+    for f in files[::step][:count]:
+        x = read_image(os.path.join(folder, f))[:3].float() / 255
+        if x.shape[0] == 1:
+            x = x.expand(3, -1, -1)
+        x = TF.center_crop(TF.resize(x, size * 8 // 7, antialias=True), [size, size])
+        xs.append(TF.normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
+    return torch.stack(xs)
+
+
+def randomise(model, torch, seed, size=224, stats=None):
     """Random biases and BN parameters/statistics; see the module docstring for why."""
     g = torch.Generator().manual_seed(seed + 1)
     bns = []
@@ -147,7 +170,7 @@ def randomise(model, torch, seed, size=224):
             # Measure running statistics on a random batch (train mode), then perturb them so the
             # eval-mode normalisation is not an exact whitening (mean/var really matter).
             model.train()
-            model(torch.randn(4, 3, size, size, generator=g))
+            model(stats if stats is not None else torch.randn(4, 3, size, size, generator=g))
             for m in bns:
                 std = m.running_var.sqrt()
                 m.running_mean.add_(0.1 * std * torch.randn(m.running_mean.shape, generator=g))
@@ -157,7 +180,7 @@ def randomise(model, torch, seed, size=224):
     return len(bns)
 
 
-def export_one(name, outdir, torch, torchvision, onnx, np, zoo=False):
+def export_one(name, outdir, torch, torchvision, onnx, np, zoo=False, stats_dir=None):
     if zoo:
         opset, size, kwargs = ZOO[name]
         fold, flatten_style = True, "flatten"
@@ -171,7 +194,8 @@ def export_one(name, outdir, torch, torchvision, onnx, np, zoo=False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = getattr(torchvision.models, name)(weights=None, **kwargs)
-    nbn = randomise(model, torch, seed, size)
+    stats = stats_batch(torch, stats_dir, size) if stats_dir else None
+    nbn = randomise(model, torch, seed, size, stats)
     t_init = time.time() - t0
 
     x = torch.randn(BATCH, 3, size, size, generator=torch.Generator().manual_seed(seed + 2))
@@ -280,12 +304,14 @@ def check_ort(outdir, names):
 
 
 def main(argv):
-    args, names, threads, ort, zoo = [], [], 2, False, False
+    args, names, threads, ort, zoo, stats_dir = [], [], 2, False, False, None
     i = 0
     while i < len(argv):
         a = argv[i]
         if a == "--zoo":
             zoo = True
+        elif a == "--stats":
+            stats_dir = argv[i + 1]; i += 1
         elif a == "--threads":
             threads = int(argv[i + 1]); i += 1
         elif a == "--check-ort":
@@ -313,7 +339,7 @@ def main(argv):
     os.makedirs(outdir, exist_ok=True)
     t0 = time.time()
     for n in names:
-        export_one(n, outdir, torch, torchvision, onnx, np, zoo)
+        export_one(n, outdir, torch, torchvision, onnx, np, zoo, stats_dir)
     print("exported %d model(s) to %s in %.1fs (torch %s, torchvision %s, onnx %s, %d threads)" % (
         len(names), outdir, time.time() - t0, torch.__version__, torchvision.__version__,
         onnx.__version__, threads))

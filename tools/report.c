@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 
 static const char *qop_name(int op) {
-    static const char *n[] = {"?", "conv", "add", "maxpool", "avgpool", "gap", "pad", "slice", "concat", "requant", "lut", "mul"};
+    static const char *n[] = {"?", "conv", "add", "maxpool", "avgpool", "gap", "pad", "slice", "concat", "requant", "lut", "mul", "chanperm"};
     return op >= 1 && op <= TERN_QOP_LAST ? n[op] : "?";
 }
 

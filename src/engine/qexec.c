@@ -207,6 +207,12 @@ static void op_mul(const tern_qexec *e, const tern_qlayer *L, int img) {
                  e->buf[L->out] + (size_t)img * tensor_bytes(ty), (size_t)ty->h * ty->w, ty->c, L->la, L->rs, L->qmin, L->qmax);
 }
 
+static void op_chanperm(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
+    tern_chanperm_ref(e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx), (size_t)ty->h * ty->w, ty->c, L->perm,
+                      e->buf[L->out] + (size_t)img * tensor_bytes(ty));
+}
+
 /* ---- dispatch ---- */
 
 typedef struct {
@@ -251,6 +257,7 @@ static void run_item(void *arg, int item, int tid) {
     case TERN_QOP_REQUANT: op_requant(e, L, img); break;
     case TERN_QOP_LUT: op_lut(e, L, img); break;
     case TERN_QOP_MUL: op_mul(e, L, img); break;
+    case TERN_QOP_CHANPERM: op_chanperm(e, L, img); break;
     default: break;
     }
 }

@@ -21,6 +21,7 @@ void tern_qmodel_free(tern_qmodel *m) {
             free(L->mult);
             free(L->mshift);
             free(L->lut);
+            free(L->perm);
         }
     }
     free(m->layers);
@@ -32,7 +33,7 @@ static int in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= 
 
 static const char *op_name(int op) {
     static const char *names[] = {"?", "CONV", "ADD", "MAXPOOL", "AVGPOOL", "GLOBALAVGPOOL",
-                                  "PAD", "SLICE", "CONCAT", "REQUANT", "LUT", "MUL"};
+                                  "PAD", "SLICE", "CONCAT", "REQUANT", "LUT", "MUL", "CHANPERM"};
     return op >= 1 && op <= TERN_QOP_LAST ? names[op] : "?";
 }
 
@@ -272,6 +273,16 @@ static enum tern_status check_layer(const tern_qmodel *m, const char *what, int 
         if (x->c != y->c || x->h != y->h || x->w != y->w)
             LFAIL("shape %dx%dx%d -> %dx%dx%d changes", x->c, x->h, x->w, y->c, y->h, y->w);
         if (arrays && !L->lut) LFAIL("missing lookup table");
+        break;
+    case TERN_QOP_CHANPERM:
+        if (y->wide) LFAIL("output tensor %d is wide: a permutation moves bytes", L->out);
+        if (x->c != y->c || x->h != y->h || x->w != y->w)
+            LFAIL("shape %dx%dx%d -> %dx%dx%d changes", x->c, x->h, x->w, y->c, y->h, y->w);
+        if ((st = check_same_type(what, li, L, xid, x, y))) return st;
+        if (!arrays) break;
+        if (!L->perm) LFAIL("missing permutation");
+        for (int j = 0; j < y->c; j++)
+            if (!in_range(L->perm[j], 0, x->c - 1)) LFAIL("perm[%d] = %d out of range 0..%d", j, L->perm[j], x->c - 1);
         break;
     case TERN_QOP_MUL: {
         const tern_qtensor *b = &m->tensors[L->in[1]];

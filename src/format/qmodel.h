@@ -27,11 +27,13 @@ enum tern_qop {                 /* append-only: stored in .tern files */
     TERN_QOP_LUT = 10,          /* element-wise y = lut[x], the input byte indexes 256 output bytes
                                    (Sigmoid, HardSigmoid, HardSwish, Tanh, LeakyRelu, ... built at
                                    quantization time: the input code determines the output code) */
-    TERN_QOP_MUL = 11           /* y = sat(rshift((a * b) << la, rs)); b has a's shape or is c x 1 x 1
+    TERN_QOP_MUL = 11,          /* y = sat(rshift((a * b) << la, rs)); b has a's shape or is c x 1 x 1
                                    (one factor per channel: squeeze-and-excitation) */
+    TERN_QOP_CHANPERM = 12      /* y[h][w][j] = x[h][w][perm[j]]: a channel permutation (channel
+                                   shuffle, Reshape-Transpose-Reshape), type and exponent kept */
 };
 
-#define TERN_QOP_LAST TERN_QOP_MUL  /* the highest op this build knows */
+#define TERN_QOP_LAST TERN_QOP_CHANPERM  /* the highest op this build knows */
 
 typedef struct tern_qtensor {
     int c, h, w;                /* per image; NHWC bytes */
@@ -60,6 +62,8 @@ typedef struct tern_qlayer {
     int start_c, start_h, start_w, step_c, step_h, step_w;
     /* LUT: 256 output bytes indexed by the input byte (an int8 input's code -128..127 is its byte) */
     uint8_t *lut;
+    /* CHANPERM: [c] input channel of each output channel */
+    int32_t *perm;
     /* report (metadata, float): weight SQNR in dB, fraction of zero codes, MACs per image */
     float sqnr_db, zero_frac;
     int64_t macs;

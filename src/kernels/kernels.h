@@ -144,4 +144,7 @@ void tern_lut_ref(const uint8_t *x, size_t n, const uint8_t *lut, uint8_t *y);
 void tern_mul_ref(const uint8_t *a, int a_signed, const uint8_t *b, int b_signed, int b_per_channel, uint8_t *y,
                   size_t npix, int c, int la, int rs, int qmin, int qmax);
 
+/* Channel permutation of an 8-bit NHWC tensor (CHANPERM layers): y[p][j] = x[p][perm[j]]. */
+void tern_chanperm_ref(const uint8_t *x, size_t npix, int c, const int32_t *perm, uint8_t *y);
+
 #endif

@@ -305,6 +305,13 @@ enum tern_status tern_q_build(qctx *q, tern_qmodel *m) {
         case TERN_QOP_LUT:
             st = build_lut(L, n, tx, ty);
             break;
+        case TERN_QOP_CHANPERM: {   /* shuffle of G groups: output a*G + b is input b*(C/G) + a */
+            const int G = (int)g->values[n->out[0]].dims[1], C = ty->c, per = C / G;
+            if (!(L->perm = tern_malloc(sizeof(int32_t) * (size_t)C))) return TERN_STATUS_NOMEM;
+            for (int a = 0; a < per; a++)
+                for (int b = 0; b < G; b++) L->perm[a * G + b] = b * per + a;
+            break;
+        }
         case TERN_QOP_MUL: {
             int fb = m->tensors[l->in[1]].exp;
             L->la = fo > fi + fb ? fo - fi - fb : 0;

@@ -101,8 +101,40 @@ static const char *ok_reducemean(const tern_graph *g, const tern_node *n, char *
     if (val(g, n->in[0])->ndim == 4 && n->a.axes[0] == 12) return NULL;   /* axes {2, 3} (bit mask, see ops.c) */
     return snprintf(why, nwhy, "axes other than the spatial ones (H, W) of a 4-D tensor"), why;
 }
+/* The only node reading value v, or -1. */
+static int sole_reader(const tern_graph *g, int v) {
+    if (v < 0 || v == g->output || tern_graph_consumers(g, v) != 1) return -1;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++)
+            if (g->nodes[i].in[k] == v) return i;
+    return -1;
+}
+
+/* Channel shuffle: Reshape [1,C,H,W] -> [1,G,C/G,H,W], Transpose perm [0,2,1,3,4], Reshape back
+ * to [1,C,H,W], each read only by the next. Returns G and the later two nodes, or 0. */
+int tern_q_shuffle_of(const tern_graph *g, const tern_node *r1, int *ti, int *r2i) {
+    if (r1->op != TERN_OP_RESHAPE) return 0;
+    const tern_value *x = val(g, r1->in[0]), *y = val(g, r1->out[0]);
+    if (x->ndim != 4 || y->ndim != 5 || y->dims[1] < 2 || y->dims[1] * y->dims[2] != x->dims[1] ||
+        y->dims[3] != x->dims[2] || y->dims[4] != x->dims[3])
+        return 0;
+    int t = sole_reader(g, r1->out[0]);
+    if (t < 0 || g->nodes[t].op != TERN_OP_TRANSPOSE || g->nodes[t].a.nperm != 5) return 0;
+    static const int64_t shuf[5] = {0, 2, 1, 3, 4};
+    if (memcmp(g->nodes[t].a.perm, shuf, sizeof shuf)) return 0;
+    int r2 = sole_reader(g, g->nodes[t].out[0]);
+    if (r2 < 0 || (g->nodes[r2].op != TERN_OP_RESHAPE && g->nodes[r2].op != TERN_OP_FLATTEN)) return 0;
+    const tern_value *z = val(g, g->nodes[r2].out[0]);
+    if (z->ndim != 4 || memcmp(z->dims, x->dims, sizeof(int64_t) * 4)) return 0;
+    *ti = t;
+    *r2i = r2;
+    return (int)y->dims[1];
+}
+
 static const char *ok_reshape(const tern_graph *g, const tern_node *n, char *why, size_t nwhy) {
     (void)why, (void)nwhy;
+    int ti, r2i;
+    if (tern_q_shuffle_of(g, n, &ti, &r2i)) return NULL;
     const tern_value *x = val(g, n->in[0]), *y = val(g, n->out[0]);
     if (y->dims[0] != 1) return "a reshape that moves the batch dimension";
     if (n->op == TERN_OP_RESHAPE && y->ndim >= 3 && x->ndim == 4 &&
@@ -145,14 +177,24 @@ static const can_lower_fn can_lower[TERN_OP_COUNT] = {
 };
 
 enum tern_status tern_q_check(const tern_graph *g) {
+    char *covered = tern_calloc((size_t)g->nnodes + 1, 1);   /* inside a pattern checked at its first node */
+    if (!covered) return TERN_STATUS_NOMEM;
+    for (int i = 0; i < g->nnodes; i++) {
+        int ti, r2i;
+        if (tern_q_shuffle_of(g, &g->nodes[i], &ti, &r2i)) covered[ti] = covered[r2i] = 1;
+    }
     for (int i = 0; i < g->nnodes; i++) {
         const tern_node *n = &g->nodes[i];
+        if (covered[i]) continue;
         char why[200];
         const char *r = can_lower[n->op] ? can_lower[n->op](g, n, why, sizeof why) : "the integer engine has no such layer";
-        if (r)
+        if (r) {
+            free(covered);
             return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: node '%s' (%s) cannot run on the integer engine: %s", g->path,
                                n->name, tern_ops[n->op].name, r);
+        }
     }
+    free(covered);
     return TERN_STATUS_OK;
 }
 
@@ -313,7 +355,23 @@ enum tern_status tern_q_lower(qctx *q) {
             q->vmap[n->out[0]] = t;
             break;
         }
-        case TERN_OP_FLATTEN: case TERN_OP_RESHAPE: case TERN_OP_SQUEEZE: case TERN_OP_UNSQUEEZE: case TERN_OP_IDENTITY:
+        case TERN_OP_RESHAPE: {
+            int ti, r2i;
+            if (!tern_q_shuffle_of(g, n, &ti, &r2i)) goto reshape;
+            q->fused[ti] = q->fused[r2i] = 1;   /* the whole shuffle: one channel permutation */
+            int ov = g->nodes[r2i].out[0];
+            int t = new_qt(q, ov, q->qt[x].is_signed, q->qt[x].c, q->qt[x].h, q->qt[x].w);
+            if (t < 0) return TERN_STATUS_NOMEM;
+            q->qt[t].same_as = x;
+            l = new_ll(q, TERN_QOP_CHANPERM, n);
+            l->nin = 1;
+            l->in[0] = x;
+            l->out = t;
+            q->vmap[ov] = t;
+            break;
+        }
+        case TERN_OP_FLATTEN: case TERN_OP_SQUEEZE: case TERN_OP_UNSQUEEZE: case TERN_OP_IDENTITY:
+        reshape:
             if (yv->dims[0] != 1) return UNSUP(n, "%s: node '%s': reshapes that move the batch dimension are not supported", g->path, n->name);
             if (yv->ndim >= 3 && (n->op == TERN_OP_RESHAPE) &&
                 !(yv->ndim == 4 && yv->dims[1] == q->qt[x].c && yv->dims[2] == q->qt[x].h && yv->dims[3] == q->qt[x].w))

@@ -20,3 +20,8 @@ void tern_mul_ref(const uint8_t *a, int a_signed, const uint8_t *b, int b_signed
         }
     }
 }
+
+void tern_chanperm_ref(const uint8_t *x, size_t npix, int c, const int32_t *perm, uint8_t *y) {
+    for (size_t p = 0; p < npix; p++)
+        for (int j = 0; j < c; j++) y[p * (size_t)c + j] = x[p * (size_t)c + perm[j]];
+}
