@@ -72,8 +72,18 @@ typedef struct tern_node {
     tern_attrs a;
 } tern_node;
 
+/* Preprocessing an ONNX model records in its metadata_props (keys tern.mean, tern.std: three
+ * numbers "a,b,c" in the order the channels are fed; tern.bgr: 0/1; tern.resize, tern.crop:
+ * pixels); has_* say which keys were present. */
+typedef struct tern_graph_meta {
+    int has_mean, has_std, has_bgr, has_resize, has_crop;
+    float mean[3], std[3];
+    int bgr, resize, crop;
+} tern_graph_meta;
+
 typedef struct tern_graph {
     char *path;                     /* source file, for messages */
+    tern_graph_meta meta;           /* recorded preprocessing (zero if none) */
     int nvalues, cap_values;
     tern_value *values;
     int nnodes, cap_nodes;
