@@ -219,7 +219,73 @@ static void test_fused_add_exec(void) {
     tern_qmodel_free(m);
 }
 
+/* LUT, MUL and CHANPERM layers: input -> LUT (t1, u8) -> SLICE to 3x1x1 (t2) -> MUL per channel
+ * (t3, s8) -> MUL same shape with t1 (t4) -> CHANPERM (t5, the output). The engine, at every ISA level and thread count,
+ * and after a save/load round trip, against the formulas of kernels.h evaluated here in int64. */
+static void test_lut_mul_exec(void) {
+    enum { H = 5, W = 7, C = 3 };
+    tern_qmodel *m = calloc(1, sizeof *m);
+    m->in_c = C; m->in_h = H; m->in_w = W; m->nclasses = C * H * W;
+    m->ntensors = 6; m->nlayers = 5; m->output = 5;
+    m->tensors = calloc(6, sizeof *m->tensors);
+    m->layers = calloc(5, sizeof *m->layers);
+    m->tensors[0] = (tern_qtensor){C, H, W, 0, 0, 0};
+    m->tensors[1] = (tern_qtensor){C, H, W, 0, 3, 0};
+    m->tensors[2] = (tern_qtensor){C, 1, 1, 0, 3, 0};
+    m->tensors[3] = (tern_qtensor){C, H, W, 1, 4, 0};
+    m->tensors[4] = (tern_qtensor){C, H, W, 1, 6, 0};
+    m->tensors[5] = (tern_qtensor){C, H, W, 1, 6, 0};
+    tern_qlayer *L = m->layers;
+    L[0] = (tern_qlayer){.op = TERN_QOP_LUT, .nin = 1, .in = {0}, .out = 1, .qmin = 0, .qmax = 255};
+    L[0].lut = malloc(256);
+    for (int b = 0; b < 256; b++) L[0].lut[b] = (uint8_t)((b * 37 + 11) % 256);
+    L[1] = (tern_qlayer){.op = TERN_QOP_SLICE, .nin = 1, .in = {1}, .out = 2, .start_h = 2, .start_w = 3, .step_c = 1, .step_h = 1, .step_w = 1, .qmin = 0, .qmax = 255};
+    L[2] = (tern_qlayer){.op = TERN_QOP_MUL, .nin = 2, .in = {1, 2}, .out = 3, .la = 0, .rs = 2, .qmin = -128, .qmax = 127};
+    L[3] = (tern_qlayer){.op = TERN_QOP_MUL, .nin = 2, .in = {3, 1}, .out = 4, .la = 1, .rs = 2, .qmin = -100, .qmax = 90};
+    L[4] = (tern_qlayer){.op = TERN_QOP_CHANPERM, .nin = 1, .in = {4}, .out = 5, .qmin = -128, .qmax = 127};
+    static const int32_t perm[C] = {2, 0, 1};
+    L[4].perm = malloc(sizeof perm);
+    memcpy(L[4].perm, perm, sizeof perm);
+    for (int i = 0; i < 5; i++) snprintf(L[i].name, sizeof L[i].name, "layer%d", i);
+    CHECK(tern_qmodel_validate(m, "lut/mul model") == TERN_STATUS_OK, "validate: %s", tern_last_error());
+    const char *path = "/tmp/tern_test_lut_mul.tern";
+    tern_qmodel *m2 = NULL;
+    CHECK(tern_qmodel_save(m, path) == TERN_STATUS_OK && tern_qmodel_load(path, &m2) == TERN_STATUS_OK, "round trip: %s", tern_last_error());
+    remove(path);
+    uint8_t px[2][C * H * W];
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < C * H * W; i++) px[b][i] = (uint8_t)rnd();
+    int32_t want[2][C * H * W];
+    for (int b = 0; b < 2; b++)
+        for (int c = 0; c < C; c++)
+            for (int p = 0; p < H * W; p++) {   /* px is CHW, the logits follow the output's HWC order */
+                int64_t t1 = L[0].lut[px[b][c * H * W + p]], t2 = L[0].lut[px[b][c * H * W + 2 * W + 3]];
+                int64_t t3 = (t1 * t2 + 2) >> 2;
+                t3 = t3 < -128 ? -128 : t3 > 127 ? 127 : t3;
+                int64_t t4 = ((t3 * t1 * 2) + 2) >> 2;
+                t4 = t4 < -100 ? -100 : t4 > 90 ? 90 : t4;
+                for (int j = 0; j < C; j++)   /* output channel j holds input channel perm[j] */
+                    if (perm[j] == c) want[b][p * C + j] = (int32_t)t4;
+            }
+    int runs = 0;
+    for (int which = 0; which < 2 && m2; which++)
+        for (int isa = TERN_ISA_REF; isa <= (int)tern_cpu_isa(); isa++)
+            for (int threads = 1; threads <= 2; threads++) {
+                tern_qexec *e;
+                const int32_t *lg;
+                if (tern_qexec_new(which ? m2 : m, 2, threads, (enum tern_isa)isa, &e)) { CHECK(0, "exec: %s", tern_last_error()); continue; }
+                CHECK(tern_qexec_run(e, &px[0][0], 2, &lg) == TERN_STATUS_OK, "run");
+                CHECK(!memcmp(lg, want, sizeof want), "%s model, isa %d, %d threads: logits differ from the formula", which ? "loaded" : "built", isa, threads);
+                tern_qexec_free(e);
+                runs++;
+            }
+    fprintf(stderr, "  %d configurations\n", runs);
+    tern_qmodel_free(m);
+    tern_qmodel_free(m2);
+}
+
 int main(void) {
+    RUN(test_lut_mul_exec);
     RUN(test_max_and_pool);
     RUN(test_ref_formula);
     RUN(test_avx2_exact);

@@ -211,7 +211,7 @@ double tern_logit_value(const tern_model *m, int32_t logit) {
 }
 
 static const char *qop_name(int op) {
-    static const char *n[] = {"?", "conv", "add", "maxpool", "avgpool", "gap", "pad", "slice", "concat", "requant"};
+    static const char *n[] = {"?", "conv", "add", "maxpool", "avgpool", "gap", "pad", "slice", "concat", "requant", "lut", "mul", "chanperm"};
     return op >= 1 && op < (int)(sizeof n / sizeof n[0]) ? n[op] : "?";
 }
 

@@ -193,6 +193,26 @@ static void op_concat(const tern_qexec *e, const tern_qlayer *L, int img) {
     }
 }
 
+/* LUT and MUL: the reference kernels at every ISA level (8-bit in and out; validated shapes). */
+static void op_lut(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
+    tern_lut_ref(e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx), tensor_bytes(ty), L->lut,
+                 e->buf[L->out] + (size_t)img * tensor_bytes(ty));
+}
+
+static void op_mul(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *ta = &e->m->tensors[L->in[0]], *tb = &e->m->tensors[L->in[1]], *ty = &e->m->tensors[L->out];
+    tern_mul_ref(e->buf[L->in[0]] + (size_t)img * tensor_bytes(ta), ta->is_signed,
+                 e->buf[L->in[1]] + (size_t)img * tensor_bytes(tb), tb->is_signed, tb->h * tb->w == 1 && ty->h * ty->w > 1,
+                 e->buf[L->out] + (size_t)img * tensor_bytes(ty), (size_t)ty->h * ty->w, ty->c, L->la, L->rs, L->qmin, L->qmax);
+}
+
+static void op_chanperm(const tern_qexec *e, const tern_qlayer *L, int img) {
+    const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
+    tern_chanperm_ref(e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx), (size_t)ty->h * ty->w, ty->c, L->perm,
+                      e->buf[L->out] + (size_t)img * tensor_bytes(ty));
+}
+
 /* ---- dispatch ---- */
 
 typedef struct {
@@ -235,6 +255,9 @@ static void run_item(void *arg, int item, int tid) {
     case TERN_QOP_SLICE: op_slice(e, L, img); break;
     case TERN_QOP_CONCAT: op_concat(e, L, img); break;
     case TERN_QOP_REQUANT: op_requant(e, L, img); break;
+    case TERN_QOP_LUT: op_lut(e, L, img); break;
+    case TERN_QOP_MUL: op_mul(e, L, img); break;
+    case TERN_QOP_CHANPERM: op_chanperm(e, L, img); break;
     default: break;
     }
 }

@@ -20,6 +20,8 @@ void tern_qmodel_free(tern_qmodel *m) {
             free((void *)L->conv.pad_value);
             free(L->mult);
             free(L->mshift);
+            free(L->lut);
+            free(L->perm);
         }
     }
     free(m->layers);
@@ -31,8 +33,8 @@ static int in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= 
 
 static const char *op_name(int op) {
     static const char *names[] = {"?", "CONV", "ADD", "MAXPOOL", "AVGPOOL", "GLOBALAVGPOOL",
-                                  "PAD", "SLICE", "CONCAT", "REQUANT"};
-    return op >= 1 && op <= TERN_QOP_REQUANT ? names[op] : "?";
+                                  "PAD", "SLICE", "CONCAT", "REQUANT", "LUT", "MUL", "CHANPERM"};
+    return op >= 1 && op <= TERN_QOP_LAST ? names[op] : "?";
 }
 
 /* The stored range of a tensor's elements. */
@@ -165,11 +167,11 @@ static enum tern_status check_layer(const tern_qmodel *m, const char *what, int 
     const tern_qlayer *L = &m->layers[li];
     enum tern_status st;
     if (!memchr(L->name, 0, sizeof L->name)) LFAIL("name is not NUL-terminated within %zu bytes", sizeof L->name);
-    if (!in_range(L->op, TERN_QOP_CONV, TERN_QOP_REQUANT))
-        LFAIL("unknown op %d (this reader knows 1..%d; file from a newer tern?)", L->op, TERN_QOP_REQUANT);
+    if (!in_range(L->op, TERN_QOP_CONV, TERN_QOP_LAST))
+        LFAIL("unknown op %d (this reader knows 1..%d; file from a newer tern?)", L->op, TERN_QOP_LAST);
     const int op = L->op;
-    const int nin_min = op == TERN_QOP_ADD ? 2 : 1;
-    const int nin_max = op == TERN_QOP_ADD ? 2 : op == TERN_QOP_CONCAT ? TERN_MAX_QIN : 1;
+    const int nin_min = op == TERN_QOP_ADD || op == TERN_QOP_MUL ? 2 : 1;
+    const int nin_max = op == TERN_QOP_ADD || op == TERN_QOP_MUL ? 2 : op == TERN_QOP_CONCAT ? TERN_MAX_QIN : 1;
     if (!in_range(L->nin, nin_min, nin_max))
         LFAIL("%d inputs, this op takes %d..%d", L->nin, nin_min, nin_max);
     for (int k = 0; k < L->nin; k++) {
@@ -264,6 +266,36 @@ static enum tern_status check_layer(const tern_qmodel *m, const char *what, int 
             c += t->c;
         }
         if (c != y->c) LFAIL("inputs have %lld channels in all, output %d", (long long)c, y->c);
+        break;
+    }
+    case TERN_QOP_LUT:
+        if (y->wide) LFAIL("output tensor %d is wide: a lookup table gives bytes", L->out);
+        if (x->c != y->c || x->h != y->h || x->w != y->w)
+            LFAIL("shape %dx%dx%d -> %dx%dx%d changes", x->c, x->h, x->w, y->c, y->h, y->w);
+        if (arrays && !L->lut) LFAIL("missing lookup table");
+        break;
+    case TERN_QOP_CHANPERM:
+        if (y->wide) LFAIL("output tensor %d is wide: a permutation moves bytes", L->out);
+        if (x->c != y->c || x->h != y->h || x->w != y->w)
+            LFAIL("shape %dx%dx%d -> %dx%dx%d changes", x->c, x->h, x->w, y->c, y->h, y->w);
+        if ((st = check_same_type(what, li, L, xid, x, y))) return st;
+        if (!arrays) break;
+        if (!L->perm) LFAIL("missing permutation");
+        for (int j = 0; j < y->c; j++)
+            if (!in_range(L->perm[j], 0, x->c - 1)) LFAIL("perm[%d] = %d out of range 0..%d", j, L->perm[j], x->c - 1);
+        break;
+    case TERN_QOP_MUL: {
+        const tern_qtensor *b = &m->tensors[L->in[1]];
+        if (y->wide) LFAIL("output tensor %d is wide: the product is stored as bytes", L->out);
+        if (x->c != y->c || x->h != y->h || x->w != y->w || b->c != y->c ||
+            !((b->h == y->h && b->w == y->w) || (b->h == 1 && b->w == 1)))
+            LFAIL("shapes %dx%dx%d * %dx%dx%d -> %dx%dx%d: b must have a's shape or be %dx1x1 (CxHxW)", x->c, x->h,
+                  x->w, b->c, b->h, b->w, y->c, y->h, y->w, y->c);
+        if (!in_range(L->la, 0, 31) || !in_range(L->rs, 0, 63))
+            LFAIL("shifts la %d rs %d out of range (la 0..31, rs 0..63)", L->la, L->rs);
+        if (x->exp + b->exp + L->la - L->rs != y->exp)
+            LFAIL("exponents do not line up: %d + %d + la %d - rs %d should give the output's %d", x->exp, b->exp,
+                  L->la, L->rs, y->exp);
         break;
     }
     case TERN_QOP_REQUANT:

@@ -23,8 +23,17 @@ enum tern_qop {                 /* append-only: stored in .tern files */
     TERN_QOP_PAD = 6,           /* zero padding of channels and/or borders */
     TERN_QOP_SLICE = 7,         /* strided sub-tensor (channels, rows, columns) */
     TERN_QOP_CONCAT = 8,        /* along channels; inputs share the output's exponent */
-    TERN_QOP_REQUANT = 9        /* change exponent: y = sat(rshift(x << la, rs)), la, rs >= 0 */
+    TERN_QOP_REQUANT = 9,       /* change exponent: y = sat(rshift(x << la, rs)), la, rs >= 0 */
+    TERN_QOP_LUT = 10,          /* element-wise y = lut[x], the input byte indexes 256 output bytes
+                                   (Sigmoid, HardSigmoid, HardSwish, Tanh, LeakyRelu, ... built at
+                                   quantization time: the input code determines the output code) */
+    TERN_QOP_MUL = 11,          /* y = sat(rshift((a * b) << la, rs)); b has a's shape or is c x 1 x 1
+                                   (one factor per channel: squeeze-and-excitation) */
+    TERN_QOP_CHANPERM = 12      /* y[h][w][j] = x[h][w][perm[j]]: a channel permutation (channel
+                                   shuffle, Reshape-Transpose-Reshape), type and exponent kept */
 };
+
+#define TERN_QOP_LAST TERN_QOP_CHANPERM  /* the highest op this build knows */
 
 typedef struct tern_qtensor {
     int c, h, w;                /* per image; NHWC bytes */
@@ -51,6 +60,10 @@ typedef struct tern_qlayer {
     /* PAD: begin/end in channels, rows, columns (value 0). SLICE: start/step per c, h, w. */
     int pad_c0, pad_c1, pad_h0, pad_h1, pad_w0, pad_w1;
     int start_c, start_h, start_w, step_c, step_h, step_w;
+    /* LUT: 256 output bytes indexed by the input byte (an int8 input's code -128..127 is its byte) */
+    uint8_t *lut;
+    /* CHANPERM: [c] input channel of each output channel */
+    int32_t *perm;
     /* report (metadata, float): weight SQNR in dB, fraction of zero codes, MACs per image */
     float sqnr_db, zero_frac;
     int64_t macs;

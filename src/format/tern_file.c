@@ -143,9 +143,9 @@ static int64_t unpack_codes(int wtype, const uint8_t *in, int64_t n, int8_t *w) 
 
 /* ---- layer blobs ---- */
 
-static const int arr_esize[TERN_ARR_COUNT] = {1, 2, 4, 4, 4, 1, 1, 4, 1};
+static const int arr_esize[TERN_ARR_COUNT] = {1, 2, 4, 4, 4, 1, 1, 4, 1, 1, 4};
 static const char *const arr_name[TERN_ARR_COUNT] = {"weights", "cscale", "bias", "mpos", "mneg",
-                                                    "shift", "pad_value", "mult", "mshift"};
+                                                    "shift", "pad_value", "mult", "mshift", "lut", "perm"};
 /* The arrays that may be stored as one repeated element: the per-channel CONV arrays, whose
  * counts are bounded by the layer's stored codes (so a tiny file cannot expand to a huge model). */
 #define UNIFORM_OK ((1u << TERN_ARR_CSCALE) | (1u << TERN_ARR_BIAS) | (1u << TERN_ARR_MPOS) | \
@@ -159,7 +159,7 @@ typedef struct {
 } blob_layout;
 
 /* For a layer whose geometry has passed tern_qmodel_check (so every count is bounded). */
-static void layout_blob(const tern_qlayer *L, int has_padv, uint32_t uniform, blob_layout *b) {
+static void layout_blob(const tern_qmodel *m, const tern_qlayer *L, int has_padv, uint32_t uniform, blob_layout *b) {
     memset(b, 0, sizeof *b);
     if (L->op == TERN_QOP_CONV) {
         const tern_qconv *c = &L->conv;
@@ -169,6 +169,10 @@ static void layout_blob(const tern_qlayer *L, int has_padv, uint32_t uniform, bl
         b->count[TERN_ARR_PADV] = has_padv ? c->cin : 0;
     } else if (L->op == TERN_QOP_AVGPOOL || L->op == TERN_QOP_GLOBALAVGPOOL) {
         b->count[TERN_ARR_MULT] = b->count[TERN_ARR_MSHIFT] = L->nmult;
+    } else if (L->op == TERN_QOP_LUT) {
+        b->count[TERN_ARR_LUT] = 256;
+    } else if (L->op == TERN_QOP_CHANPERM) {
+        b->count[TERN_ARR_PERM] = m->tensors[L->out].c;
     }
     size_t pos = 0;
     for (int a = 0; a < TERN_ARR_COUNT; a++) {
@@ -192,6 +196,8 @@ static const void *arr_ptr(const tern_qlayer *L, int a) {
     case TERN_ARR_SHIFT: return L->conv.shift;
     case TERN_ARR_PADV: return L->conv.pad_value;
     case TERN_ARR_MULT: return L->mult;
+    case TERN_ARR_LUT: return L->lut;
+    case TERN_ARR_PERM: return L->perm;
     default: return L->mshift;
     }
 }
@@ -205,6 +211,8 @@ static void arr_set(tern_qlayer *L, int a, void *p) {
     case TERN_ARR_SHIFT: L->conv.shift = p; break;
     case TERN_ARR_PADV: L->conv.pad_value = p; break;
     case TERN_ARR_MULT: L->mult = p; break;
+    case TERN_ARR_LUT: L->lut = p; break;
+    case TERN_ARR_PERM: L->perm = p; break;
     default: L->mshift = p; break;
     }
 }
@@ -255,9 +263,9 @@ static enum tern_status build_file(const tern_qmodel *m, const char *path, uint8
     size_t blobs = 0;
     for (int i = 0; i < m->nlayers; i++) {
         const tern_qlayer *L = &m->layers[i];
-        layout_blob(L, L->op == TERN_QOP_CONV && L->conv.pad_value, 0, &bl[i]);
+        layout_blob(m, L, L->op == TERN_QOP_CONV && L->conv.pad_value, 0, &bl[i]);
         umask[i] = uniform_mask(L, &bl[i]);
-        layout_blob(L, L->op == TERN_QOP_CONV && L->conv.pad_value, umask[i], &bl[i]);
+        layout_blob(m, L, L->op == TERN_QOP_CONV && L->conv.pad_value, umask[i], &bl[i]);
         blobs = TERN_ALIGN_UP(blobs, TERN_BLOB_ALIGN);
         boff[i] = bl[i].total ? blobs : 0;
         blobs += bl[i].total;
@@ -608,7 +616,7 @@ static enum tern_status read_model(const reader *r, tern_qmodel **out) {
         const uint32_t um = get_u32(p + TERN_LAY_UNIFORM);
         const uint64_t boff = get_u64(p + TERN_LAY_BLOB_OFFSET), blength = get_u64(p + TERN_LAY_BLOB_LENGTH);
         blob_layout b;
-        layout_blob(L, has_padv[i], um, &b);
+        layout_blob(m, L, has_padv[i], um, &b);
         uint32_t present = 0;
         for (int a = 0; a < TERN_ARR_COUNT; a++)
             if (b.count[a]) present |= 1u << a;

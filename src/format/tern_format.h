@@ -114,6 +114,8 @@ enum tern_blob_array {
     TERN_ARR_PADV,                  /* CONV u8 [cin], only with TERN_CONVF_PAD_VALUE */
     TERN_ARR_MULT,                  /* AVGPOOL/GLOBALAVGPOOL i32 [nmult] */
     TERN_ARR_MSHIFT,                /* AVGPOOL/GLOBALAVGPOOL i8 [nmult] */
+    TERN_ARR_LUT,                   /* LUT u8 [256] */
+    TERN_ARR_PERM,                  /* CHANPERM i32 [c] */
     TERN_ARR_COUNT
 };
 

@@ -63,5 +63,6 @@ void tern_fp32_pad(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_concat(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_softmax(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_transpose(tern_fp32_ctx *x, const tern_node *n);
+void tern_fp32_reducemean(tern_fp32_ctx *x, const tern_node *n);
 
 #endif

@@ -131,7 +131,8 @@ void tern_fp32_unary(tern_fp32_ctx *x, const tern_node *n) {
         for (int64_t i = 0; i < cnt; i++) y[i] = in[i] < n->a.clip_min ? n->a.clip_min : in[i] > n->a.clip_max ? n->a.clip_max : in[i];
         break;
     case TERN_OP_SIGMOID: for (int64_t i = 0; i < cnt; i++) y[i] = 1.0f / (1.0f + expf(-in[i])); break;
-    default: memcpy(y, in, sizeof(float) * (size_t)cnt); break;
+    case TERN_OP_IDENTITY: memcpy(y, in, sizeof(float) * (size_t)cnt); break;
+    default: for (int64_t i = 0; i < cnt; i++) y[i] = tern_unary_f32(n, in[i]); break;
     }
 }
 
@@ -228,4 +229,26 @@ void tern_fp32_softmax(tern_fp32_ctx *x, const tern_node *n) {
 
 void tern_fp32_transpose(tern_fp32_ctx *x, const tern_node *n) {
     tern_nd_transpose(IN(0), DIMS(n->in[0]), x->g->values[n->in[0]].ndim, 4, n->a.perm, OUT);
+}
+
+/* ReduceMean over the axes the shape inference resolved (bit i of n->a.axes[0] set: axis i is
+ * reduced, see infer_reducemean): every input element is added into its output cell. */
+void tern_fp32_reducemean(tern_fp32_ctx *x, const tern_node *n) {
+    const int64_t *d = DIMS(n->in[0]);
+    int nd = x->g->values[n->in[0]].ndim;
+    int64_t mask = n->a.axes[0], cnt = numel_of(x, n->in[0]), ycnt = numel_of(x, n->out[0]), red = 1;
+    for (int i = 0; i < nd; i++)
+        if (mask >> i & 1) red *= d[i];
+    const float *in = IN(0);
+    float *y = OUT;
+    memset(y, 0, sizeof(float) * (size_t)ycnt);
+    int64_t idx[TERN_MAX_DIMS] = {0};
+    for (int64_t e = 0; e < cnt; e++) {
+        int64_t o = 0;
+        for (int i = 0; i < nd; i++)
+            if (!(mask >> i & 1)) o = o * d[i] + idx[i];
+        y[o] += in[e];
+        for (int i = nd - 1; i >= 0 && ++idx[i] == d[i]; i--) idx[i] = 0;
+    }
+    for (int64_t o = 0; o < ycnt; o++) y[o] /= (float)red;
 }

@@ -41,6 +41,7 @@ enum tern_op {
     TERN_OP_PAD, TERN_OP_CONCAT, TERN_OP_SOFTMAX, TERN_OP_IDENTITY, TERN_OP_SHAPE, TERN_OP_GATHER,
     TERN_OP_UNSQUEEZE, TERN_OP_SQUEEZE, TERN_OP_CONSTANTOFSHAPE, TERN_OP_CAST, TERN_OP_TRANSPOSE,
     TERN_OP_RANGE, TERN_OP_CONSTANT, TERN_OP_SIGMOID,
+    TERN_OP_HARDSIGMOID, TERN_OP_HARDSWISH, TERN_OP_TANH, TERN_OP_REDUCEMEAN,
     TERN_OP_COUNT
 };
 
@@ -70,6 +71,7 @@ typedef struct tern_attrs {
     int64_t rs_start[TERN_MAX_DIMS], rs_step[TERN_MAX_DIMS]; /* Slice, resolved by inference */
     double fill;                    /* ConstantOfShape value */
     int fill_i64;
+    int keepdims;                   /* ReduceMean (default 1) */
 } tern_attrs;
 
 typedef struct tern_node {
@@ -111,6 +113,10 @@ typedef struct tern_op_info {
 } tern_op_info;
 extern const tern_op_info tern_ops[TERN_OP_COUNT];
 int tern_op_lookup(const char *onnx_name);                  /* -1 if unknown */
+/* The element-wise function of a unary node (Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid,
+ * HardSwish, Tanh, Identity) at v: the one definition that folding, the FP32 executor and the
+ * quantizer's lookup tables share. */
+float tern_unary_f32(const tern_node *n, float v);
 
 /* Building and freeing. */
 tern_graph *tern_graph_new(const char *path);

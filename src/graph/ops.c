@@ -548,18 +548,47 @@ static enum tern_status fold_unary(tern_graph *g, tern_node *n) {
     if (st) return st;
     const float *a = x->data;
     float *y = V(n->out[0])->data;
-    for (int64_t i = 0, cnt = tern_value_numel(x); i < cnt; i++) {
-        float v = a[i];
-        switch (n->op) {
-        case TERN_OP_RELU: v = v > 0 ? v : 0; break;
-        case TERN_OP_LEAKYRELU: v = v > 0 ? v : v * n->a.alpha; break;
-        case TERN_OP_CLIP: v = v < n->a.clip_min ? n->a.clip_min : v > n->a.clip_max ? n->a.clip_max : v; break;
-        case TERN_OP_SIGMOID: v = 1.0f / (1.0f + expf(-v)); break;
-        default: break;
-        }
-        y[i] = v;
-    }
+    for (int64_t i = 0, cnt = tern_value_numel(x); i < cnt; i++) y[i] = tern_unary_f32(n, a[i]);
     return TERN_STATUS_OK;
+}
+
+float tern_unary_f32(const tern_node *n, float v) {
+    switch (n->op) {
+    case TERN_OP_RELU: return v > 0 ? v : 0;
+    case TERN_OP_LEAKYRELU: return v > 0 ? v : v * n->a.alpha;
+    case TERN_OP_CLIP: return v < n->a.clip_min ? n->a.clip_min : v > n->a.clip_max ? n->a.clip_max : v;
+    case TERN_OP_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case TERN_OP_HARDSIGMOID: { float t = n->a.alpha * v + n->a.beta; return t < 0 ? 0 : t > 1 ? 1 : t; }
+    case TERN_OP_HARDSWISH: { float t = v / 6.0f + 0.5f; return v * (t < 0 ? 0 : t > 1 ? 1 : t); }
+    case TERN_OP_TANH: return tanhf(v);
+    default: return v;
+    }
+}
+
+/* ReduceMean over some axes (never the batch): the reduced axes are kept as a bit mask in
+ * axes[0] for the executor, naxes = -1 marking it resolved. */
+static enum tern_status infer_reducemean(tern_graph *g, tern_node *n) {
+    tern_value *x = V(n->in[0]);
+    if (n->nin > 1 && n->in[1] >= 0)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "ReduceMean %s: axes as an input (opset 18) is not supported", n->name);
+    if (x->dtype != TERN_DTYPE_F32) return tern_errorf(TERN_STATUS_UNSUPPORTED, "ReduceMean %s: integer input", n->name);
+    int64_t mask = 0;
+    if (n->a.naxes < 0) mask = n->a.axes[0];
+    else if (n->a.naxes == 0) mask = ((int64_t)1 << x->ndim) - 1;
+    for (int i = 0; i < n->a.naxes; i++) {
+        int a = norm_axis(n->a.axes[i], x->ndim);
+        if (a < 0 || a >= x->ndim) return FAIL("ReduceMean %s: axis %lld out of range", n->name, (long long)n->a.axes[i]);
+        mask |= (int64_t)1 << a;
+    }
+    if (mask & 1) return tern_errorf(TERN_STATUS_UNSUPPORTED, "ReduceMean %s: reducing the batch axis is not supported", n->name);
+    n->a.axes[0] = mask;
+    n->a.naxes = -1;
+    int64_t d[TERN_MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < x->ndim; i++)
+        if (!(mask >> i & 1)) d[nd++] = x->dims[i];
+        else if (n->a.keepdims) d[nd++] = 1;
+    return set_shape(g, n->out[0], nd, d, x->dtype);
 }
 
 static enum tern_status infer_unsupported_runtime(tern_graph *g, tern_node *n) {
@@ -599,6 +628,10 @@ const tern_op_info tern_ops[TERN_OP_COUNT] = {
     [TERN_OP_RANGE] = {"Range", infer_range, fold_range, NULL},
     [TERN_OP_CONSTANT] = {"Constant", infer_unsupported_runtime, NULL, NULL},
     [TERN_OP_SIGMOID] = {"Sigmoid", same_shape, fold_unary, tern_fp32_unary},
+    [TERN_OP_HARDSIGMOID] = {"HardSigmoid", same_shape, fold_unary, tern_fp32_unary},
+    [TERN_OP_HARDSWISH] = {"HardSwish", same_shape, fold_unary, tern_fp32_unary},
+    [TERN_OP_TANH] = {"Tanh", same_shape, fold_unary, tern_fp32_unary},
+    [TERN_OP_REDUCEMEAN] = {"ReduceMean", infer_reducemean, NULL, tern_fp32_reducemean},
 };
 
 int tern_op_lookup(const char *name) {

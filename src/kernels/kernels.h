@@ -135,4 +135,17 @@ tern_chansum_fn tern_chansum_select(enum tern_isa isa);
  * y[oy][ox][c] = max of x[2oy+dy][2ox+dx][c]. Same results as the generic pool. */
 void tern_maxpool2x2__avx2(const uint8_t *x, int W, int C, uint8_t *y, int OH, int OW, int is_signed);
 
+/* Lookup table (LUT layers): y[i] = lut[x[i]] over n bytes (the input byte is the index). */
+void tern_lut_ref(const uint8_t *x, size_t n, const uint8_t *lut, uint8_t *y);
+
+/* Product of two 8-bit NHWC tensors of npix pixels x c channels (MUL layers):
+ *   y[p][ch] = clamp(rshift_round((a[p][ch] * b[p][ch]) << la, rs), qmin, qmax)
+ * with b[p][ch] read as b[ch] when b_per_channel (squeeze-and-excitation scales), bytes read as
+ * int8 when *_signed, else uint8, rshift_round as for the add, in int64 (la <= 31, rs <= 63). */
+void tern_mul_ref(const uint8_t *a, int a_signed, const uint8_t *b, int b_signed, int b_per_channel, uint8_t *y,
+                  size_t npix, int c, int la, int rs, int qmin, int qmax);
+
+/* Channel permutation of an 8-bit NHWC tensor (CHANPERM layers): y[p][j] = x[p][perm[j]]. */
+void tern_chanperm_ref(const uint8_t *x, size_t npix, int c, const int32_t *perm, uint8_t *y);
+
 #endif

@@ -145,6 +145,8 @@ static const char *allowed_attrs(enum tern_op op) {
     case TERN_OP_GEMM: return " alpha beta transA transB ";
     case TERN_OP_BATCHNORM: return " epsilon momentum spatial training_mode ";
     case TERN_OP_LEAKYRELU: return " alpha ";
+    case TERN_OP_HARDSIGMOID: return " alpha beta ";
+    case TERN_OP_REDUCEMEAN: return " axes keepdims ";
     case TERN_OP_CLIP: return " min max ";
     case TERN_OP_FLATTEN: case TERN_OP_CONCAT: case TERN_OP_SOFTMAX: case TERN_OP_GATHER: return " axis ";
     case TERN_OP_CAST: return " to saturate ";
@@ -223,6 +225,17 @@ static enum tern_status parse_attrs(importer *im, const Onnx__NodeProto *nd, ter
     case TERN_OP_LEAKYRELU:
         a->alpha = attr_f(nd, "alpha", 0.01f);
         return TERN_STATUS_OK;
+    case TERN_OP_HARDSIGMOID:
+        a->alpha = attr_f(nd, "alpha", 0.2f);
+        a->beta = attr_f(nd, "beta", 0.5f);
+        return TERN_STATUS_OK;
+    case TERN_OP_REDUCEMEAN: {
+        int k = attr_ints(nd, "axes", a->axes, TERN_MAX_DIMS);
+        if (k == -2) return NODE_ERR(TERN_STATUS_UNSUPPORTED, "too many axes");
+        a->naxes = k < 0 ? 0 : k;
+        a->keepdims = (int)attr_i(nd, "keepdims", 1);
+        return TERN_STATUS_OK;
+    }
     case TERN_OP_CLIP:
         a->clip_min = attr_f(nd, "min", -INFINITY);
         a->clip_max = attr_f(nd, "max", INFINITY);

@@ -182,6 +182,25 @@ static enum tern_status pool_mults(tern_qlayer *L, int n, int global, int fi, in
     return TERN_STATUS_OK;
 }
 
+/* The function a LUT layer applies: the node's own (tern_unary_f32), or SiLU for a Mul that
+ * lower.c matched as x * sigmoid(x). */
+static double lut_f(const tern_node *n, double v) {
+    if (n->op == TERN_OP_MUL) return v / (1.0 + exp(-v));
+    return tern_unary_f32(n, (float)v);
+}
+
+/* Every input code's output code: y = clamp(round(f(code * 2^-fi) * 2^fo)). */
+static enum tern_status build_lut(tern_qlayer *L, const tern_node *n, const tern_qtensor *tx, const tern_qtensor *ty) {
+    if (!(L->lut = tern_malloc(256))) return TERN_STATUS_NOMEM;
+    for (int b = 0; b < 256; b++) {
+        int code = tx->is_signed ? (int)(int8_t)b : b;
+        double y = nearbyint(lut_f(n, ldexp((double)code, -tx->exp)) * ldexp(1.0, ty->exp));
+        y = y < L->qmin ? L->qmin : y > L->qmax ? L->qmax : y;
+        L->lut[b] = (uint8_t)(int)y;
+    }
+    return TERN_STATUS_OK;
+}
+
 static int add_layer(tern_qmodel *m, int op, const char *name) {
     tern_qlayer *L = &m->layers[m->nlayers];
     memset(L, 0, sizeof *L);
@@ -258,19 +277,46 @@ enum tern_status tern_q_build(qctx *q, tern_qmodel *m) {
             L->kw = (int)n->a.kernel[1];
             L->sh = (int)n->a.strides[0];
             L->sw = (int)n->a.strides[1];
-            L->pad_t = (int)n->a.pads[0];
-            L->pad_l = (int)n->a.pads[1];
-            L->pad_b = (int)n->a.pads[2];
-            L->pad_r = (int)n->a.pads[3];
+            if (!tern_q_pool_prepad(n)) { /* (else a PAD layer before this one did the padding) */
+                L->pad_t = (int)n->a.pads[0];
+                L->pad_l = (int)n->a.pads[1];
+            }
+            /* bottom/right pads are what the output size needs: ceil_mode's extra partial windows
+             * become padding (padding never counts here), unused pads are dropped */
+            L->pad_b = TERN_MAX(0, (ty->h - 1) * L->sh + L->kh - tx->h - L->pad_t);
+            L->pad_r = TERN_MAX(0, (ty->w - 1) * L->sw + L->kw - tx->w - L->pad_l);
             if (l->op == TERN_QOP_AVGPOOL) st = pool_mults(L, L->kh * L->kw, 0, fi, fo);
             break;
         case TERN_QOP_GLOBALAVGPOOL:
             st = pool_mults(L, tx->h * tx->w, 1, fi, fo);
             break;
         case TERN_QOP_PAD: {
+            if (n->op == TERN_OP_AVGPOOL) { /* see tern_q_pool_prepad() */
+                L->pad_h0 = (int)n->a.pads[0]; L->pad_w0 = (int)n->a.pads[1];
+                L->pad_h1 = (int)n->a.pads[2]; L->pad_w1 = (int)n->a.pads[3];
+                snprintf(L->name, sizeof L->name, "%.56s.pad", n->name);
+                break;
+            }
             const int64_t *p = n->a.pad_list; /* [n c h w] begins then ends */
             L->pad_c0 = (int)p[1]; L->pad_h0 = (int)p[2]; L->pad_w0 = (int)p[3];
             L->pad_c1 = (int)p[5]; L->pad_h1 = (int)p[6]; L->pad_w1 = (int)p[7];
+            break;
+        }
+        case TERN_QOP_LUT:
+            st = build_lut(L, n, tx, ty);
+            break;
+        case TERN_QOP_CHANPERM: {   /* shuffle of G groups: output a*G + b is input b*(C/G) + a */
+            const int G = (int)g->values[n->out[0]].dims[1], C = ty->c, per = C / G;
+            if (!(L->perm = tern_malloc(sizeof(int32_t) * (size_t)C))) return TERN_STATUS_NOMEM;
+            for (int a = 0; a < per; a++)
+                for (int b = 0; b < G; b++) L->perm[a * G + b] = b * per + a;
+            break;
+        }
+        case TERN_QOP_MUL: {
+            int fb = m->tensors[l->in[1]].exp;
+            L->la = fo > fi + fb ? fo - fi - fb : 0;
+            L->rs = fi + fb > fo ? fi + fb - fo : 0;
+            if (L->la > 31 || L->rs > 63) st = tern_errorf(TERN_STATUS_NUMERIC, "layer '%s': exponents too far apart", n->name);
             break;
         }
         case TERN_QOP_SLICE:

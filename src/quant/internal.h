@@ -53,6 +53,12 @@ typedef struct opt_layer {
 
 /* lower.c */
 enum tern_status tern_q_lower(qctx *q);
+/* 1 if pool node n is lowered as PAD + pool (count_include_pad with pads; see lower.c). */
+int tern_q_pool_prepad(const tern_node *n);
+/* Channel shuffle starting at Reshape r1: its group count, the Transpose and the last Reshape. */
+int tern_q_shuffle_of(const tern_graph *g, const tern_node *r1, int *ti, int *r2i);
+/* Check before work: every node lowers (else a clear error naming it); tern_q_lower runs it first. */
+enum tern_status tern_q_check(const tern_graph *g);
 /* Float weights [cout][cing*kh*kw] and bias [cout] of a lowered weight layer (caller frees). */
 enum tern_status tern_q_weights_of(qctx *q, const low_layer *l, float **w, float **b);
 /* Fold (p/255 - mean)/std into a first layer's weights w[cout][cing*khw] and bias. */

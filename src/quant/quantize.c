@@ -16,7 +16,9 @@ static enum tern_status ctx_init(qctx *q, const tern_graph *g, const tern_qopts 
     q->vmap = tern_malloc(sizeof(int) * (size_t)g->nvalues);
     q->val2qt = tern_malloc(sizeof(int) * (size_t)g->nvalues);
     q->fused = tern_calloc((size_t)g->nnodes + 1, 1);
-    q->ll = tern_calloc((size_t)g->nnodes + 1, sizeof *q->ll);
+    size_t nll = 1;   /* layers per node: at most 2 (PAD + pool), a long Concat one per input */
+    for (int i = 0; i < g->nnodes; i++) nll += (size_t)TERN_MAX(2, g->nodes[i].nin);
+    q->ll = tern_calloc(nll, sizeof *q->ll);
     if (!q->vmap || !q->val2qt || !q->fused || !q->ll) return TERN_STATUS_NOMEM;
     for (int v = 0; v < g->nvalues; v++) q->vmap[v] = -1;
     return TERN_STATUS_OK;
