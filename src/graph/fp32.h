@@ -31,7 +31,7 @@ void tern_fp32_ctx_free(tern_fp32_ctx *x);
  * each part run by its own context; OpenBLAS always runs single-threaded. */
 void tern_fp32_set_threads(int n);
 
-/* Per-op kernels (src/exec/fp32_ops.c), referenced from the op table. */
+/* Per-op kernels (src/graph/fp32_ops.c), referenced from the op table. */
 void tern_fp32_conv(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_gemm(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_matmul(tern_fp32_ctx *x, const tern_node *n);
