@@ -92,6 +92,14 @@ $(BIN): $(patsubst %.c,$(BUILD)/%.o,$(TOOLSRC)) $(LIB)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# The API test is a user of the installed library: tern.h only, linked against libtern.so.
+$(BUILD)/tests/test_api.o: tests/test_api.c include/tern.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -Iinclude $(OPT) -c $< -o $@
+
+$(BUILD)/tests/test_api: $(BUILD)/tests/test_api.o $(SO)
+	$(CC) $(LDFLAGS) $< -o $@ -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -l:libtern.so -lm
+
 # The VNNI kernel in its exact AVX2 emulation (see conv_avx512vnni.c), linked into a second
 # build of the kernel test so that an AVX2-only machine still proves the VNNI code path's logic.
 EMUOBJ  := $(BUILD)/emu/conv_avx512vnni.o
@@ -101,14 +109,6 @@ $(EMUOBJ): src/kernels/x86/conv_avx512vnni.c $(GEN)
 	$(CC) $(CFLAGS) $(ISA_avx2) -DTERN_VNNI_EMULATE -MMD -MP -c $< -o $@
 $(BUILD)/tests/test_conv_kernels_vnni_emu: $(BUILD)/tests/test_conv_kernels.o $(EMUOBJ) $(filter-out %/conv_avx512vnni.o,$(LIBOBJ))
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-
-# The API test is a user of the installed library: tern.h only, linked against libtern.so.
-$(BUILD)/tests/test_api.o: tests/test_api.c include/tern.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -Iinclude $(OPT) -c $< -o $@
-
-$(BUILD)/tests/test_api: $(BUILD)/tests/test_api.o $(SO)
-	$(CC) $(LDFLAGS) $< -o $@ -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -l:libtern.so -lm
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
