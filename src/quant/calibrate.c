@@ -27,12 +27,18 @@ static void observe(void *arg, const tern_node *n, const float *y, const int64_t
         qt->maxabs = m;
         return;
     }
-    int lo = qt->is_signed ? -128 : 0, hi = qt->is_signed ? 127 : 255;
+    /* Clamping before rounding gives the same code (the bounds are integers); the clamped value is
+     * small, so adding and subtracting 1.5 * 2^52 rounds it to nearest-even exactly as nearbyint()
+     * does in the default rounding mode, without a libm call per element. Zeros add nothing. */
+    double lo = qt->is_signed ? -128 : 0, hi = qt->is_signed ? 127 : 255;
+    const double magic = 6755399441055744.0;
     for (int c = 0; c < NCAND; c++) {
         double sc = ldexp(1.0, qt->f0 + c), inv = 1.0 / sc, s = 0;
         for (int64_t i = 0; i < cnt; i++) {
-            double v = nearbyint((double)y[i] * sc);
-            v = v < lo ? lo : v > hi ? hi : v;
+            if (y[i] == 0) continue;
+            double t = (double)y[i] * sc;
+            t = t < lo ? lo : t > hi ? hi : t;
+            double v = (t + magic) - magic;
             double e = (double)y[i] - v * inv;
             s += e * e;
         }
