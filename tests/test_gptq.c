@@ -255,7 +255,7 @@ static void test_brute_force(void) {
             }
             int8_t c[9], cp[9];
             float a[3], ap[3], wf[9];
-            double eg = tern_gptq_optimize_row(H, U, t, K, per, 1, TERN_GPTQ_POSITION, 3, c, a, gw);
+            double eg = tern_gptq_optimize_row(H, U, t, NULL, K, per, 1, TERN_GPTQ_POSITION, 3, c, a, gw);
             CHECK(fabs(eg - tern_gptq_objective(H, t, K, per, c, a)) <= 1e-9 * (1 + fabs(eg)), "returned E is not E of the result");
             for (int k = 0; k < K; k++) wf[k] = (float)ws[k];
             CHECK(tern_wquant_tensor(wf, 1, ncl, per, TERN_WTYPE_TERNARY, 1, TERN_TRULE_EXACT, "t", cp, ap) == TERN_STATUS_OK, "wquant");
@@ -289,9 +289,9 @@ static void test_deterministic(void) {
     CHECK(tern_gptq_factor(H, K, U, work, NULL) == TERN_STATUS_OK, "factor");
     int8_t c1[36], c2[36];
     float a1[4], a2[4];
-    tern_gptq_optimize_row(H, U, t, K, per, 7, TERN_GPTQ_POSITION, 3, c1, a1, gw);
+    tern_gptq_optimize_row(H, U, t, NULL, K, per, 7, TERN_GPTQ_POSITION, 3, c1, a1, gw);
     memset(gw, 0xff, sizeof gw);
-    tern_gptq_optimize_row(H, U, t, K, per, 7, TERN_GPTQ_POSITION, 3, c2, a2, gw);
+    tern_gptq_optimize_row(H, U, t, NULL, K, per, 7, TERN_GPTQ_POSITION, 3, c2, a2, gw);
     CHECK(!memcmp(c1, c2, sizeof c1) && !memcmp(a1, a2, sizeof a1), "two runs differ");
     CHECK(tern_gptq_row_work(K, per) <= sizeof gw / sizeof gw[0], "work size");
 }

@@ -169,13 +169,14 @@ size_t tern_gptq_row_work(int K, int per) {
     return (size_t)K * 4 + ncl * ncl + 2 * ncl + (size_t)K / 8 + 2;
 }
 
-double tern_gptq_optimize_row(const double *H, const double *U, const double *t, int K, int per, int qmax,
-                              enum tern_gptq_mode mode, int rounds, int8_t *c, float *a, double *work) {
+double tern_gptq_optimize_row(const double *H, const double *U, const double *t, const double *w0, int K, int per,
+                              int qmax, enum tern_gptq_mode mode, int rounds, int8_t *c, float *a, double *work) {
     int ncl = (K + per - 1) / per;
     double *wstar = work, *rw = work + K, *fw = work + 4 * (size_t)K;
     float *a2 = (float *)(fw + (size_t)ncl * ncl + ncl);
     int8_t *c2 = (int8_t *)(fw + (size_t)ncl * ncl + 2 * ncl);
-    tern_gptq_lsq(U, t, K, wstar);
+    if (w0) memcpy(wstar, w0, sizeof(double) * (size_t)K);
+    else tern_gptq_lsq(U, t, K, wstar);
     tern_gptq_row(U, wstar, K, per, qmax, mode, NULL, c, a, rw);
     tern_gptq_refit(H, t, K, per, c, a, fw);
     double best = tern_gptq_objective(H, t, K, per, c, a);

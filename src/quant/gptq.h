@@ -57,12 +57,12 @@ void tern_gptq_refit(const double *H, const double *t, int K, int per, const int
 /* E(v) = v^T H v - 2 v^T t of codes c and scales a. */
 double tern_gptq_objective(const double *H, const double *t, int K, int per, const int8_t *c, const float *a);
 
-/* The whole row optimisation: w* from (U, t); GPTQ with scales chosen on the way; closed-form
+/* The whole row optimisation: GPTQ on w0 (NULL: on w* from (U, t)) with scales chosen on the way; closed-form
  * scale refit; then up to `rounds - 1` more GPTQ passes with the refit scales fixed, each followed
  * by a refit; the best E wins (the first pass on ties). c, a: the result. work: K*3 + ncl*ncl +
  * ncl + K doubles (tern_gptq_row_work). Returns E of the result. */
 size_t tern_gptq_row_work(int K, int per);
-double tern_gptq_optimize_row(const double *H, const double *U, const double *t, int K, int per, int qmax,
-                              enum tern_gptq_mode mode, int rounds, int8_t *c, float *a, double *work);
+double tern_gptq_optimize_row(const double *H, const double *U, const double *t, const double *w0, int K, int per,
+                              int qmax, enum tern_gptq_mode mode, int rounds, int8_t *c, float *a, double *work);
 
 #endif
