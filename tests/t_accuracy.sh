@@ -21,7 +21,10 @@ check() { # name spec flags max_drop
     awk -v f=$FP32 -v q="$q" -v l=$lim 'BEGIN { exit !(f - q <= l) }' && ok "resnet20 $name: top-1 $q vs FP32 $FP32 (limit $lim)" || bad "resnet20 $name: top-1 $q vs FP32 $FP32 (more than $lim below)"
 }
 # the issue-11 check, literally: no option beyond -o, --calib and the preset
-$TERN quantize "$R20" -o "$T/default.tern" --calib $D/cifar10/data_batch_1.bin --preset cifar --quiet > /dev/null || bad "default quantize"
+$TERN quantize "$R20" -o "$T/default.tern" --calib $D/cifar10/data_batch_1.bin --preset cifar --quiet > /dev/null 2> "$T/default.err" || bad "default quantize"
+# a dead ReLU channel (layer3.2 conv1 output 31) is reported as degenerate statistics of the layer it feeds
+grep -q "warning: layer 18 '/layer3/layer3.2/conv2/Conv': 1 of 64 input channels (first: 31) never active" "$T/default.err" \
+    && ok "degenerate statistics warned: $(head -1 "$T/default.err" | head -c 120)" || bad "no degenerate-statistics warning: $(head -c 300 "$T/default.err")"
 $TERN eval "$T/default.tern" --data "$D/cifar10/test_batch.bin" --json --quiet > "$T/default.json" || bad "eval default"
 q=$(field "$T/default.json" top1)
 awk -v f=$FP32 -v q="$q" 'BEGIN { exit !(f - q <= 3) }' && ok "resnet20 default command (t:4, post-training path): top-1 $q vs FP32 $FP32 (limit 3)" || bad "resnet20 default: top-1 $q vs FP32 $FP32"

@@ -212,6 +212,17 @@ static tern_qmodel *max_drop_search(const budget *b, tern_qopts *q, double max_d
     return base;
 }
 
+static void json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
 /* --sensitivity: each weight layer the policy makes low precision, alone (all others 8-bit, the
  * same post-training options), on the held-out split: top-1 drop and KL to FP32, logit SQNR. */
 static int sensitivity_report(const budget *b, const tern_qopts *q, int json) {
@@ -233,8 +244,13 @@ static int sensitivity_report(const budget *b, const tern_qopts *q, int json) {
         char spec[32];
         cli_wspec_str(L->pol.wtype, L->pol.ncl == 1 ? 0 : L->pol.N, spec, sizeof spec);
         const char *nm = b->g->nodes[L->node].name ? b->g->nodes[L->node].name : "";
-        if (json) printf("%s{\"index\": %d, \"name\": \"%s\", \"weights\": \"%s\", \"top1\": %.4f, \"drop\": %.4f, \"kl\": %.6f, \"sqnr_db\": %.3f}",
-                         first ? "" : ", ", L->widx, nm, spec, top1, b->fp_top1 - top1, kl, sq);
+        if (json) {
+            printf("%s{\"index\": %d, \"name\": ", first ? "" : ", ", L->widx);
+            json_string(nm);
+            printf(", \"weights\": \"%s\", \"top1\": %.4f, \"drop\": %.4f, \"kl\": %.6f, \"sqnr_db\": ", spec, top1, b->fp_top1 - top1, kl);
+            if (isfinite(sq)) printf("%.3f}", sq);
+            else printf("null}"); /* exact logits */
+        }
         else printf("%5d  %-40.40s %-6s %8.2f %7.2f %8.4f %9.2f\n", L->widx, nm, spec, top1, b->fp_top1 - top1, kl, sq);
         fflush(stdout);
         first = 0;
