@@ -195,7 +195,7 @@ static int run_kernel_add(const tern_conv_kernel *k, const conv_case *cc, uint8_
     int bad = 0;
     memset(packed + psz, 0x5A, 64);
     memset(scratch + ssz, 0x5A, 64);
-    k->pack(c, packed);
+    CHECK(k->pack(c, packed) == TERN_STATUS_OK, "%s: pack: %s", k->name, tern_last_error());
     for (int b = 0; b < cc->batch; b++) {
         /* a private copy of the image with exact bounds so ASan sees any over-read */
         uint8_t *xb = malloc(xsz ? xsz : 1);
@@ -448,7 +448,7 @@ static void test_ref_wide(void) {
         for (int isa = TERN_ISA_AVX2; isa <= TERN_ISA_AVX512VNNI && isa <= (int)tern_cpu_isa(); isa++) {
             const tern_conv_kernel *k = tern_conv_kernel_select(c, (enum tern_isa)isa);
             uint8_t *packed = tern_aligned_alloc(k->packed_size(c) + 64), *scratch = tern_aligned_alloc(k->scratch_size(c, cc.w) + 64);
-            k->pack(c, packed);
+            CHECK(k->pack(c, packed) == TERN_STATUS_OK, "%s: pack: %s", k->name, tern_last_error());
             memset(yk, 0xA5, sizeof(int32_t) * oh * ow * c->cout + 64);
             for (int oy = 0; oy < oh;) {   /* random row ranges */
                 const int n = rnd_in(1, oh - oy);
@@ -486,11 +486,12 @@ static void test_ref_wide(void) {
 static int isa_available(enum tern_isa isa) { return tern_cpu_isa() >= isa; }
 
 /* The avx512vnni kernels run here only if the CPU has AVX-512 VNNI, or if this binary was linked
- * with conv_avx512vnni.c built in emulation (-mavx2 -mfma -DTERN_VNNI_EMULATE, see that file)
- * and TERN_TEST_VNNI_EMULATED=1 says so. Setting it with the normal build dies of SIGILL. */
+ * with conv_avx512vnni.c built in its exact AVX2 emulation (-DTERN_VNNI_EMULATE, see that file):
+ * `make test` builds and runs that as tests/test_conv_kernels_vnni_emu, which defines
+ * tern_conv_vnni_emulated (weak here: absent in the normal build). */
+extern const int tern_conv_vnni_emulated __attribute__((weak));
 static int vnni_testable(void) {
-    const char *e = getenv("TERN_TEST_VNNI_EMULATED");
-    return isa_available(TERN_ISA_AVX512VNNI) || (e && *e == '1');
+    return isa_available(TERN_ISA_AVX512VNNI) || &tern_conv_vnni_emulated != NULL;
 }
 #define VNNI_SKIP "CPU has no AVX-512 VNNI: the avx512vnni kernels are not tested here"
 
@@ -679,7 +680,8 @@ static void test_select_ref(void) {
 int main(void) {
     const char *s = getenv("TERN_TEST_SEED");
     if (s && *s) rng_state ^= strtoull(s, NULL, 10) * 0x2545F4914F6CDD1Dull;
-    fprintf(stderr, "cpu isa: %s\n", tern_isa_name(tern_cpu_isa()));
+    fprintf(stderr, "cpu isa: %s%s\n", tern_isa_name(tern_cpu_isa()),
+            &tern_conv_vnni_emulated != NULL ? "; the avx512vnni kernel is the AVX2 emulation" : "");
     RUN(test_ref_hand);
     RUN(test_ref_vs_direct);
     RUN(test_ref_wide);

@@ -1,7 +1,7 @@
 /* Shared CLI helpers. */
 #include "cli.h"
-#include "exec/fp32.h"
-#include "exec/qexec.h"
+#include "graph/fp32.h"
+#include "api/api.h"
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,11 +20,12 @@ const char *cli_common_help(void) {
            "  --names FILE       class names, one per line (display)\n"
            "  --preset NAME      cifar (ImageNet mean/std, 32x32), imagenet (resize 256, crop 224, mean/std),\n"
            "                     darknet (resize 224, crop 224, p/255)\n"
-           "  --mean R,G,B       input mean on the 0..1 pixel scale (default 0,0,0)\n"
-           "  --std R,G,B        input std on the 0..1 pixel scale (default 1,1,1)\n"
+           "  --mean A,B,C       input mean on the 0..1 pixel scale, in the order the channels are fed:\n"
+           "                     R,G,B, or B,G,R with --bgr (default: the model's metadata, else 0,0,0)\n"
+           "  --std A,B,C        input std on the 0..1 pixel scale, same order (default: metadata, else 1,1,1)\n"
            "  --resize N         resize the shorter side to N (bilinear, darknet's resize)\n"
            "  --crop N           centre crop NxN\n"
-           "  --bgr              feed channels as B,G,R\n"
+           "  --bgr              feed channels as B,G,R (--mean/--std then list B,G,R too)\n"
            "  --count N          use N items spread evenly over the dataset (default all)\n"
            "  --offset K         start the spread at item K (--count 500 --offset 1 on 1000 items: the odd ones)\n"
            "  --batch N          batch size (default 64)\n"
@@ -56,8 +57,8 @@ int cli_parse_common(cli_opts *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--names")) { NEED_VALUE(); o->names = v; }
     else if (!strcmp(a, "--preset")) { NEED_VALUE(); o->preset = v; }
     else if (!strcmp(a, "--dump")) { NEED_VALUE(); o->dump = v; }
-    else if (!strcmp(a, "--mean")) { NEED_VALUE(); if (!parse_triple(v, o->mean)) BAD(); }
-    else if (!strcmp(a, "--std")) { NEED_VALUE(); if (!parse_triple(v, o->std) || o->std[0] <= 0 || o->std[1] <= 0 || o->std[2] <= 0) BAD(); }
+    else if (!strcmp(a, "--mean")) { NEED_VALUE(); if (!parse_triple(v, o->mean)) BAD(); o->have_norm = 1; }
+    else if (!strcmp(a, "--std")) { NEED_VALUE(); if (!parse_triple(v, o->std) || o->std[0] <= 0 || o->std[1] <= 0 || o->std[2] <= 0) BAD(); o->have_norm = 1; }
     else if (!strcmp(a, "--resize")) { NEED_VALUE(); if (!parse_int(v, 1, &o->pp.resize_short)) BAD(); o->have_pp = 1; }
     else if (!strcmp(a, "--crop")) { NEED_VALUE(); if (!parse_int(v, 1, &o->pp.crop_h)) BAD(); o->pp.crop_w = o->pp.crop_h; o->have_pp = 1; }
     else if (!strcmp(a, "--bgr")) o->pp.bgr = 1;
@@ -79,12 +80,14 @@ int cli_apply_preset(cli_opts *o) {
     if (!strcmp(o->preset, "cifar") || !strcmp(o->preset, "imagenet")) {
         memcpy(o->mean, imean, sizeof imean);
         memcpy(o->std, istd, sizeof istd);
+        o->have_norm = 1;
         if (!strcmp(o->preset, "imagenet") && !o->have_pp) {
             o->pp.resize_short = 256;
             o->pp.crop_h = o->pp.crop_w = 224;
             o->have_pp = 1;
         }
     } else if (!strcmp(o->preset, "darknet")) {
+        o->have_norm = 1; /* p/255: mean 0, std 1 */
         if (!o->have_pp) {
             o->pp.resize_short = 224;
             o->pp.crop_h = o->pp.crop_w = 224;
@@ -119,10 +122,9 @@ static enum tern_status fp32_run(cli_model *m, const uint8_t *px, int batch, dou
         if (!f->in) { f->cap = 0; return TERN_STATUS_NOMEM; }
         f->cap = batch;
     }
-    const cli_opts *o = m->opts;
     for (int b = 0; b < batch; b++)
         for (int c = 0; c < m->c; c++) {
-            float mean = c < 3 ? o->mean[c] : 0, inv = c < 3 ? 1.0f / o->std[c] : 1;
+            float mean = c < 3 ? m->mean[c] : 0, inv = c < 3 ? 1.0f / m->std[c] : 1;
             const uint8_t *s = px + b * per + c * plane;
             float *d = f->in + b * per + c * plane;
             for (size_t i = 0; i < plane; i++) d[i] = ((float)s[i] / 255.0f - mean) * inv;
@@ -150,28 +152,31 @@ const struct tern_graph *cli_model_graph(const cli_model *m) {
     return strcmp(m->kind, "fp32") ? NULL : ((const fp32_model *)m->impl)->g;
 }
 
-/* ---- integer models (.tern) ---- */
+/* ---- integer models (.tern), through include/tern.h only ---- */
 typedef struct {
-    tern_qmodel *qm;
-    tern_qexec *e;
+    int32_t *logits;            /* [cap][nclasses] */
+    int cap;
 } int_model;
 
 static enum tern_status int_run(cli_model *m, const uint8_t *px, int batch, double *scores) {
     int_model *im = m->impl;
-    const int32_t *y;
-    enum tern_status st = tern_qexec_run(im->e, px, batch, &y);
+    if (batch > im->cap) {
+        free(im->logits);
+        im->logits = malloc(sizeof(int32_t) * (size_t)batch * (size_t)m->nclasses);
+        im->cap = im->logits ? batch : 0;
+        if (!im->logits) return TERN_STATUS_NOMEM;
+    }
+    enum tern_status st = tern_model_run(m->tm, px, batch, im->logits);
     if (st) return st;
-    for (int64_t i = 0; i < (int64_t)batch * m->nclasses; i++) scores[i] = y[i];
+    for (int64_t i = 0; i < (int64_t)batch * m->nclasses; i++) scores[i] = im->logits[i];
     return TERN_STATUS_OK;
 }
 
 static void int_free(cli_model *m) {
     int_model *im = m->impl;
-    if (im) {
-        tern_qexec_free(im->e);
-        tern_qmodel_free(im->qm);
-        free(im);
-    }
+    if (im) free(im->logits);
+    free(im);
+    tern_model_free(m->tm);
 }
 
 static int has_suffix(const char *s, const char *suf) {
@@ -180,23 +185,44 @@ static int has_suffix(const char *s, const char *suf) {
 }
 
 static enum tern_status int_load(const char *path, const cli_opts *o, cli_model *m) {
-    int_model *im = tern_calloc(1, sizeof *im);
+    int_model *im = calloc(1, sizeof *im);
     if (!im) return TERN_STATUS_NOMEM;
     m->impl = im;
     m->run = int_run;
     m->free = int_free;
     m->kind = "int8";
-    enum tern_status st = tern_qmodel_load(path, &im->qm);
+    tern_model_options mo;
+    tern_model_options_init(&mo);
+    mo.threads = o->threads;
+    mo.max_batch = o->batch;
+    enum tern_status st = tern_model_load(path, &mo, &m->tm);
     if (st) return st;
-    m->c = im->qm->in_c;
-    m->h = im->qm->in_h;
-    m->w = im->qm->in_w;
-    m->nclasses = im->qm->nclasses;
+    tern_model_info in;
+    if ((st = tern_model_describe(m->tm, &in))) return st;
+    m->c = in.channels;
+    m->h = in.height;
+    m->w = in.width;
+    m->nclasses = in.classes;
     m->has_pp = 1;
-    m->pp.resize_short = im->qm->resize_short;
-    m->pp.crop_h = m->pp.crop_w = im->qm->crop;
-    m->pp.bgr = im->qm->bgr;
-    return tern_qexec_new(im->qm, o->batch, o->threads, tern_active_isa(), &im->e);
+    m->pp.resize_short = in.resize_short;
+    m->pp.crop_h = m->pp.crop_w = in.crop;
+    m->pp.bgr = in.bgr;
+    m->scale = ldexp(1.0, -in.output_exp);
+    memcpy(m->mean, in.mean, sizeof m->mean);
+    memcpy(m->std, in.std, sizeof m->std);
+    if (o->have_norm && !o->preset)
+        fprintf(stderr, "tern: %s: --mean/--std ignored: the .tern file has its normalisation folded into the first layer\n", path);
+    return TERN_STATUS_OK;
+}
+
+void cli_pp_str(const tern_preproc *pp, const float *mean, const float *std, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = 0;
+    if (pp->resize_short) k += (size_t)snprintf(buf + k, n - k, "resize %d, ", pp->resize_short);
+    if (k < n && pp->crop_h) k += (size_t)snprintf(buf + k, n - k, "crop %dx%d, ", pp->crop_w, pp->crop_h);
+    if (k < n)
+        snprintf(buf + k, n - k, "fed %s, mean %g,%g,%g, std %g,%g,%g", pp->bgr ? "B,G,R" : "R,G,B", mean[0], mean[1], mean[2], std[0], std[1],
+                 std[2]);
 }
 
 tern_preproc cli_effective_pp(const cli_opts *o, const cli_model *m) {
@@ -245,6 +271,27 @@ enum tern_status cli_model_load(const char *path, const cli_opts *o, cli_model *
     m->h = (int)in->dims[2];
     m->w = (int)in->dims[3];
     m->nclasses = (int)tern_value_numel_per_image(y);
+    m->scale = 1;
+    /* normalisation and sizes: options, else what the model's metadata_props record, else none */
+    const tern_graph_meta *md = &f->g->meta;
+    for (int c = 0; c < 3; c++) {
+        m->mean[c] = o->have_norm || !md->has_mean ? o->mean[c] : md->mean[c];
+        m->std[c] = o->have_norm || !md->has_std ? o->std[c] : md->std[c];
+    }
+    if (md->has_bgr || md->has_resize || md->has_crop) {
+        m->has_pp = 1;
+        m->pp.bgr = md->has_bgr && md->bgr;
+        m->pp.resize_short = md->has_resize ? md->resize : 0;
+        m->pp.crop_h = m->pp.crop_w = md->has_crop ? md->crop : 0;
+    }
+    char rec[256], used[256];
+    tern_graph_meta_str(f->g, rec, sizeof rec);
+    tern_preproc pp = cli_effective_pp(o, m);
+    cli_pp_str(&pp, m->mean, m->std, used, sizeof used);
+    if (rec[0] && !o->have_norm && !o->have_pp)
+        fprintf(stderr, "tern: %s: preprocessing from the model's metadata (%s): %s\n", path, rec, used);
+    else if (!rec[0] && !o->have_norm)
+        fprintf(stderr, "tern: %s: no --preset/--mean/--std given and the model records none: %s (pixels p/255)\n", path, used);
     f->ctx = tern_fp32_ctx_new(f->g);
     if (!f->ctx) { cli_model_free(m); return TERN_STATUS_NOMEM; }
     tern_fp32_set_threads(o->threads);
@@ -272,16 +319,7 @@ enum tern_status cli_dataset_open(const cli_opts *o, const cli_model *m, tern_da
     return TERN_STATUS_OK;
 }
 
-int *cli_subset(int n, int *count, int offset) {
-    if (offset < 0 || offset >= n) offset = 0;
-    if (*count <= 0 || *count > n - offset) *count = n - offset;
-    int *idx = tern_malloc(sizeof(int) * (size_t)(*count ? *count : 1));
-    if (!idx) return NULL;
-    for (int i = 0; i < *count; i++) idx[i] = offset + (int)((int64_t)i * n / *count);
-    for (int i = 0; i < *count; i++)
-        if (idx[i] >= n) idx[i] = n - 1 - (*count - 1 - i); /* keep inside, still increasing */
-    return idx;
-}
+int *cli_subset(int n, int *count, int offset) { return tern_spread(n, count, offset); }
 
 void cli_progress(const char *what, int done, int total, double t0, int quiet) {
     if (quiet || !isatty(2)) return;

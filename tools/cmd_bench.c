@@ -2,7 +2,6 @@
  * models a per-layer table (time, GMAC/s, share of the machine's measured int8 peak). Inputs are
  * real images when --data is given, else a fixed pseudo-random pattern. */
 #include "cli.h"
-#include "exec/qexec.h"
 #include "kernels/peak.h"
 #include <string.h>
 
@@ -96,39 +95,49 @@ int cmd_bench(int argc, char **argv) {
         m = NULL;
     }
     if (layers && strstr(path, ".tern")) {
-        tern_qmodel *qm;
-        tern_qexec *e;
-        if (tern_qmodel_load(path, &qm)) { rc = cli_fail("bench"); goto done; }
-        if (tern_qexec_new(qm, big, 1, tern_active_isa(), &e)) { tern_qmodel_free(qm); rc = cli_fail("bench"); goto done; }
-        const int32_t *y;
-        tern_qexec_run(e, px, big, &y);
-        tern_qexec_profile(e, 1);
+        tern_model_options mo;
+        tern_model_options_init(&mo);
+        mo.threads = 1;
+        mo.max_batch = big;
+        tern_model *tm;
+        tern_model_info in;
+        int32_t *y = NULL;
+        if (tern_model_load(path, &mo, &tm)) { rc = cli_fail("bench"); goto done; }
+        tern_model_describe(tm, &in);
+        if (!(y = malloc(sizeof(int32_t) * (size_t)big * (size_t)in.classes)) || tern_model_run(tm, px, big, y) || tern_model_set_profiling(tm, 1)) {
+            free(y);
+            tern_model_free(tm);
+            rc = cli_fail("bench");
+            goto done;
+        }
         int runs = 0;
         double t0 = tern_now();
         while (runs < 3 || tern_now() - t0 < budget) {
-            tern_qexec_run(e, px, big, &y);
+            tern_model_run(tm, px, big, y);
             runs++;
         }
-        const int64_t *ns = tern_qexec_layer_ns(e);
         double total = 0, peak = (double)tern_peak_macs_per_s(tern_active_isa());
-        for (int i = 0; i < qm->nlayers; i++) total += (double)ns[i];
-        printf("per layer, batch %d, 1 thread, %d runs; int8 peak measured here: %.1f GMAC/s per core\n", big, runs, peak / 1e9);
+        tern_layer_info L;
+        for (int i = 0; i < in.layers; i++)
+            if (!tern_model_layer(tm, i, &L)) total += (double)L.time_ns;
+        printf("per layer, batch %d, 1 thread, %d runs; int8 peak measured here (%s): %.1f GMAC/s per core\n", big, runs,
+               tern_peak_name(tern_active_isa()), peak / 1e9);
         printf("%3s %-30s %-8s %-24s %9s %6s %8s %7s\n", "#", "name", "weights", "kernel", "ms", "time%", "GMAC/s", "peak%");
-        for (int i = 0; i < qm->nlayers; i++) {
-            const tern_qlayer *L = &qm->layers[i];
-            double ms = (double)ns[i] / runs / 1e6;
-            if (L->op != TERN_QOP_CONV) {
-                printf("%3d %-30.30s %-8s %-24s %9.3f %6.1f\n", i, L->name, "", L->op == TERN_QOP_ADD ? "add" : "other", ms, 100 * ns[i] / total);
+        for (int i = 0; i < in.layers; i++) {
+            tern_model_layer(tm, i, &L);
+            double ms = (double)L.time_ns / runs / 1e6;
+            if (!L.weights) {
+                printf("%3d %-30.30s %-8s %-24s %9.3f %6.1f\n", i, L.name, "", !strcmp(L.op, "add") ? "add" : "other", ms, 100 * L.time_ns / total);
                 continue;
             }
-            double g = ms > 0 ? (double)L->macs * big / (ms * 1e-3) / 1e9 : 0;
+            double g = ms > 0 ? (double)L.macs * big / (ms * 1e-3) / 1e9 : 0;
             char wn[16];
-            snprintf(wn, sizeof wn, "%s:%d", L->conv.wtype == 2 ? "t" : L->conv.wtype == 4 ? "4" : "8", L->conv.cluster);
-            printf("%3d %-30.30s %-8s %-24.24s %9.3f %6.1f %8.1f %7.1f\n", i, L->name, wn, tern_qexec_kernel_name(e, i), ms, 100 * ns[i] / total, g,
+            snprintf(wn, sizeof wn, "%c:%d", L.weights, L.cluster);
+            printf("%3d %-30.30s %-8s %-24.24s %9.3f %6.1f %8.1f %7.1f\n", i, L.name, wn, L.kernel ? L.kernel : "", ms, 100 * L.time_ns / total, g,
                    peak > 0 ? 100 * g * 1e9 / peak : 0);
         }
-        tern_qexec_free(e);
-        tern_qmodel_free(qm);
+        free(y);
+        tern_model_free(tm);
     }
     rc = 0;
 done:

@@ -48,7 +48,9 @@ int cmd_eval(int argc, char **argv) {
         if (m->run(m, px, b, scores)) { rc = cli_fail("eval"); goto done; }
         t_run += tern_now() - t1;
         for (int j = 0; j < b && dump; j++) {
-            for (int c = 0; c < m->nclasses; c++) fprintf(dump, c ? " %.9g" : "%.9g", scores[(size_t)j * m->nclasses + c]);
+            /* logit values: FP32 floats need 9 digits, integer logits times 2^-exp 17 (exact) */
+            for (int c = 0; c < m->nclasses; c++)
+                fprintf(dump, m->tm ? (c ? " %.17g" : "%.17g") : (c ? " %.9g" : "%.9g"), scores[(size_t)j * m->nclasses + c] * m->scale);
             fputc('\n', dump);
         }
         for (int j = 0; j < b; j++) {

@@ -1,7 +1,6 @@
 /* tern info MODEL: the layer table of an ONNX model (or a .tern file, see cmd_info_tern). */
 #include "cli.h"
 #include "graph/graph.h"
-#include "format/qmodel.h"
 #include <string.h>
 
 static int64_t params_of(const tern_graph *g, const tern_node *n) {
@@ -30,10 +29,10 @@ int cmd_info(int argc, char **argv) {
     if (!path) { fprintf(stderr, "usage: tern info MODEL(.onnx|.tern) [--json]\n"); return 2; }
     size_t n = strlen(path);
     if (n > 5 && !strcmp(path + n - 5, ".tern")) {
-        tern_qmodel *qm;
-        if (tern_qmodel_load(path, &qm)) return cli_fail("info");
-        cli_report_qmodel(qm, path, NULL, o.json);
-        tern_qmodel_free(qm);
+        tern_model *m;
+        if (tern_model_load(path, NULL, &m)) return cli_fail("info");
+        cli_report_model(m, path, NULL, o.json);
+        tern_model_free(m);
         return 0;
     }
     tern_graph *g;

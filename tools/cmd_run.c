@@ -41,7 +41,16 @@ int cmd_run(int argc, char **argv) {
     for (int i = 0; i < nimg; i++) {
         uint8_t *px = NULL;
         int h, w;
-        if (tern_image_load(imgs[i], &pp, &px, &h, &w)) { rc = cli_fail("run"); goto done; }
+        if (m->tm && !o.have_pp && !o.pp.bgr) { /* .tern with its recorded preprocessing: the public API's */
+            uint8_t *rgb;
+            if (tern_image_decode_file(imgs[i], &rgb, &h, &w)) { rc = cli_fail("run"); goto done; }
+            px = malloc(tern_model_input_size(m->tm));
+            enum tern_status st = px ? tern_model_preprocess(m->tm, rgb, h, w, 3, px) : TERN_STATUS_NOMEM;
+            tern_free(rgb);
+            if (st) { free(px); fprintf(stderr, "tern: run: %s: %s\n", imgs[i], tern_last_error()); goto done; }
+            h = m->h;
+            w = m->w;
+        } else if (tern_image_load(imgs[i], &pp, &px, &h, &w)) { rc = cli_fail("run"); goto done; }
         if (h != m->h || w != m->w) {
             free(px);
             fprintf(stderr, "tern: run: %s: image is %dx%d after preprocessing, the model takes %dx%d\n", imgs[i], w, h, m->w, m->h);
@@ -52,15 +61,16 @@ int cmd_run(int argc, char **argv) {
         if (st) { rc = cli_fail("run"); goto done; }
         int top[100];
         cli_topk(scores, m->nclasses, k, top);
-        double mx = scores[top[0]], z = 0;
-        for (int c = 0; c < m->nclasses; c++) z += exp(scores[c] - mx);
+        /* display and softmax on the logits' values (integer logits times 2^-exp); ranking on the raw scores */
+        double mx = scores[top[0]] * m->scale, z = 0;
+        for (int c = 0; c < m->nclasses; c++) z += exp(scores[c] * m->scale - mx);
         if (o.json) printf("%s{\"image\": \"%s\", \"top\": [", i ? ", " : "", imgs[i]);
         else printf("%s\n", imgs[i]);
         for (int t = 0; t < k; t++) {
             const char *nm = top[t] < nnames ? names[top[t]] : "";
-            double p = exp(scores[top[t]] - mx) / z;
-            if (o.json) printf("%s{\"class\": %d, \"name\": \"%s\", \"score\": %.6g, \"prob\": %.6f}", t ? ", " : "", top[t], nm, scores[top[t]], p);
-            else printf("  %2d. %5d  %-28s score %9.4f  p=%.4f\n", t + 1, top[t], nm, scores[top[t]], p);
+            double v = scores[top[t]] * m->scale, p = exp(v - mx) / z;
+            if (o.json) printf("%s{\"class\": %d, \"name\": \"%s\", \"score\": %.6g, \"prob\": %.6f}", t ? ", " : "", top[t], nm, v, p);
+            else printf("  %2d. %5d  %-28s score %9.4f  p=%.4f\n", t + 1, top[t], nm, v, p);
         }
         if (o.json) printf("]}");
     }

@@ -15,6 +15,7 @@
 //                 normalised (p/255 - mean)/std with the README's ImageNet mean/std.
 //   [N,3,224,224] Tiny Darknet: imagenet_sample/ JPEGs (decoded by jpeg-js, not libjpeg-turbo, so
 //                 pixels differ slightly from the README's), darknet resize + centre crop, p/255.
+//   [N,3,227,227] SqueezeNet v1.1: imagenet_val/ JPEGs, Caffe preprocessing (B,G,R minus the mean).
 // Before timing, the whole check set is run with the case's batch size and top-1 (and top-5 for
 // ImageNet) accuracy is printed: the numbers must be near the README's FP32 accuracy.
 // One line per case on stdout:
@@ -131,6 +132,39 @@ function imagenetImages(data, idx) {
   return { x, y, chw };
 }
 
+// SqueezeNet v1.1 (README section 5): imagenet_val/ JPEGs (already 227x227; others: shorter side
+// resized to 227 bilinearly, centre crop), Caffe preprocessing: channels B,G,R, mean (104, 117, 123)
+// subtracted on the 0..255 scale; labels in labels_caffe_order.txt order.
+function caffeImages(data, idx) {
+  const jpeg = require('jpeg-js');
+  const folder = path.join(data, 'imagenet_val');
+  const files = fs.readdirSync(folder).filter((f) => f.endsWith('.JPEG')).sort();
+  const order = fs.readFileSync(path.join(data, 'models', 'imagenet', 'labels_caffe_order.txt'), 'utf8')
+    .split('\n').filter(Boolean);
+  const lab = new Map(order.map((w, i) => [w, i]));
+  const S = 227, chw = 3 * S * S, x = new Float32Array(idx.length * chw), y = new Int32Array(idx.length);
+  const mean = [104, 117, 123];   // B, G, R
+  idx.forEach((i, k) => {
+    const f = files[i % files.length];
+    const img = jpeg.decode(fs.readFileSync(path.join(folder, f)), { useTArray: true, formatAsRGBA: false,
+      maxMemoryUsageInMB: 1024 });
+    const w = img.width, h = img.height;
+    let im = new Float32Array(3 * h * w);
+    for (let p = 0; p < h * w; p++) for (let c = 0; c < 3; c++) im[c * h * w + p] = img.data[p * 3 + (2 - c)];  // B,G,R
+    let w2 = w, h2 = h;
+    if (w !== S || h !== S) {
+      if (w < h) { w2 = S; h2 = Math.floor(h * S / w); } else { w2 = Math.floor(w * S / h); h2 = S; }
+      im = darknetResize(im, 3, h, w, h2, w2);
+    }
+    const y0 = Math.floor((h2 - S) / 2), x0 = Math.floor((w2 - S) / 2);
+    for (let c = 0; c < 3; c++)
+      for (let r = 0; r < S; r++)
+        for (let q = 0; q < S; q++) x[k * chw + (c * S + r) * S + q] = im[(c * h2 + y0 + r) * w2 + x0 + q] - mean[c];
+    y[k] = lab.get(f.slice(0, 9));
+  });
+  return { x, y, chw };
+}
+
 // ----------------------------------------------------------------------------------- benchmark
 function makeBatch(ds, start, b, dims) {
   const n = Math.min(b, ds.y.length - start);
@@ -223,7 +257,11 @@ async function main() {
     imagenet = true; dims = [3, 224, 224];
     const n = Number(o['check-images'] || 50);
     ds = imagenetImages(o.data, Array.from({ length: n }, (_, i) => Math.floor(i * 1000 / n)));
-  } else { console.log(`skip: ${o.name}: input is neither [N,3,32,32] nor [N,3,224,224]`); return 0; }
+  } else if (await probe([1, 3, 227, 227])) {
+    imagenet = true; dims = [3, 227, 227];
+    const n = Number(o['check-images'] || 50);
+    ds = caffeImages(o.data, Array.from({ length: n }, (_, i) => Math.floor(i * 650 / n)));
+  } else { console.log(`skip: ${o.name}: input is none of [N,3,32,32], [N,3,224,224], [N,3,227,227]`); return 0; }
   log(`ort_bench: ${o.name}: ${imagenet ? 'imagenet' : 'cifar'}, ${ds.y.length} check images, data ${((Date.now() - t0) / 1e3).toFixed(1)}s, onnxruntime-node ${require('onnxruntime-node/package.json').version}`);
 
   let fails = 0;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Peer baselines for `make bench`: ONNX Runtime FP32, PyTorch FP32 and PyTorch int8 (oneDNN) on
-# ResNet-20 / ResNet-56 (batch 64) and Tiny Darknet (batch 1), 1 and 2 threads.
+# ResNet-20 / ResNet-56 (batch 64), Tiny Darknet and SqueezeNet v1.1 (batch 1), 1 and 2 threads.
 # Installs what is missing first (bench/peers/install.sh), prints one line per case:
 #   peer=<ort-fp32|torch-fp32|torch-int8-onednn> model=.. batch=.. threads=.. images_per_s=.. ms_per_batch=.. acc=..
 # and "skip: ..." for a peer that cannot run here. Progress goes to stderr.
@@ -19,6 +19,7 @@ threads=${PEER_THREADS:-1,2}
 peers=${PEERS:-ort torch}
 cifar=$data/models/cifar10
 tiny=$data/models/imagenet/tiny_darknet.onnx
+squeeze=$data/models/imagenet/squeezenet1_1.onnx
 
 if [ ! -f "$cifar/resnet20.onnx" ] || [ ! -f "$data/cifar10/test_batch.bin" ]; then
     echo "skip: peers: data not found in $data (set TERN_DATA)"
@@ -44,6 +45,7 @@ for p in $peers; do
             run node "$here/ort_bench.js" "$cifar/$m.onnx" --data "$data" --batch 64 --threads "$threads" --seconds "$secs"
         done
         run node "$here/ort_bench.js" "$tiny" --data "$data" --batch 1 --threads "$threads" --seconds "$secs"
+        run node "$here/ort_bench.js" "$squeeze" --name squeezenet --data "$data" --batch 1 --threads "$threads" --seconds "$secs"
         ;;
     torch)
         if ! bash "$here/install.sh" apt; then
@@ -56,6 +58,8 @@ for p in $peers; do
                 --batch 64 --threads "$threads" --seconds "$secs"
         done
         run /usr/bin/python3 "$here/torch_bench.py" "$tiny" --data "$data" --modes fp32,int8 \
+            --batch 1 --threads "$threads" --seconds "$secs"
+        run /usr/bin/python3 "$here/torch_bench.py" "$squeeze" --name squeezenet --data "$data" --modes fp32,int8 \
             --batch 1 --threads "$threads" --seconds "$secs"
         ;;
     *) echo "run_peers.sh: unknown peer $p (ort, torch)" >&2; rc=2 ;;

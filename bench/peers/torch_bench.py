@@ -24,6 +24,8 @@ Models (recognised from the ONNX input shape):
     the first records of cifar10/data_batch_1.bin (already shuffled).
   * Tiny Darknet (tiny_darknet.onnx): a plain chain Conv/LeakyRelu/MaxPool/GAP, rebuilt from the
     ONNX nodes in order. Data: imagenet_sample/ with the README's darknet preprocessing.
+  * SqueezeNet v1.1 (squeezenet1_1.onnx, input 227x227): the ONNX graph (Fire modules: Concat)
+    rebuilt node by node. Data: imagenet_val/ with Caffe preprocessing (README section 5).
 FP32 and int8 models are both TorchScript-traced and frozen (torch.jit.trace + torch.jit.freeze).
 FP32 weights are in channels_last (NHWC) memory format, PyTorch's recommended CPU inference layout
 (oneDNN convolutions; Tiny Darknet 1 thread: 12.6 ms vs 21.9 ms NCHW, whose max_pool2d is slow);
@@ -253,6 +255,84 @@ def build_chain(path):
     return Chain().eval()
 
 
+def build_graph(path):
+    """A DAG of Conv(+Relu)/Relu/MaxPool (ceil_mode too)/Concat/GlobalAveragePool/Flatten, run node
+    by node in the ONNX order (SqueezeNet v1.1: Fire modules concatenate two expand convs). A Conv
+    whose only reader is a Relu becomes one Conv+ReLU pair (fused for int8); Concat is a
+    FloatFunctional (a quantized cat after convert)."""
+    import torch
+    import torch.nn as nn
+    from torch.ao.nn.quantized import FloatFunctional
+    m, inits = onnx_weights(path)
+    nodes = list(m.graph.node)
+    readers = {}
+    for n in nodes:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    mods, prog, skip = [], [], set()
+    for k, n in enumerate(nodes):
+        if k in skip:
+            continue
+        out = n.output[0]
+        if n.op_type == "Conv":
+            w = torch.from_numpy(inits[n.input[1]].copy())
+            pads = list(attr(n, "pads", [0, 0, 0, 0]))
+            if pads[:2] != pads[2:] or attr(n, "group", 1) != 1 or list(attr(n, "dilations", [1, 1])) != [1, 1]:
+                raise SystemExit("%s: unsupported Conv %s" % (path, n.name))
+            c = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), tuple(attr(n, "strides", [1, 1])),
+                          tuple(pads[:2]), bias=len(n.input) > 2)
+            with torch.no_grad():
+                c.weight.copy_(w)
+                if len(n.input) > 2:
+                    c.bias.copy_(torch.from_numpy(inits[n.input[2]].copy()))
+            nxt = nodes[k + 1] if k + 1 < len(nodes) else None
+            if nxt is not None and nxt.op_type == "Relu" and nxt.input[0] == out and readers.get(out) == 1:
+                mods.append(nn.Sequential(c, nn.ReLU()))
+                out = nxt.output[0]
+                skip.add(k + 1)
+            else:
+                mods.append(c)
+        elif n.op_type == "Relu":
+            mods.append(nn.ReLU())
+        elif n.op_type == "MaxPool":
+            pads = list(attr(n, "pads", [0, 0, 0, 0]))
+            if pads[:2] != pads[2:]:
+                raise SystemExit("%s: unsupported MaxPool %s" % (path, n.name))
+            mods.append(nn.MaxPool2d(tuple(attr(n, "kernel_shape")), tuple(attr(n, "strides")), tuple(pads[:2]),
+                                     ceil_mode=bool(attr(n, "ceil_mode", 0))))
+        elif n.op_type == "Concat":
+            mods.append(FloatFunctional())
+        elif n.op_type == "GlobalAveragePool":
+            mods.append(nn.AdaptiveAvgPool2d(1))
+        elif n.op_type == "Flatten":
+            mods.append(nn.Flatten(attr(n, "axis", 1)))
+        else:
+            raise SystemExit("%s: op %s not supported by the graph builder" % (path, n.op_type))
+        prog.append((n.op_type, list(n.input[:1]) if n.op_type != "Concat" else list(n.input), out,
+                     attr(n, "axis", 1)))
+    inp, outp = m.graph.input[0].name, m.graph.output[0].name
+
+    class Graph(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant = torch.ao.quantization.QuantStub()
+            self.body = nn.ModuleList(mods)
+            self.dequant = torch.ao.quantization.DeQuantStub()
+
+        def forward(self, x):
+            env = {inp: self.quant(x)}
+            for mod, (op, ins, out, axis) in zip(self.body, prog):
+                env[out] = mod.cat([env[i] for i in ins], dim=axis) if op == "Concat" else mod(env[ins[0]])
+            return self.dequant(env[outp])
+
+        def fuse(self):
+            for mod in self.body:
+                if isinstance(mod, nn.Sequential):
+                    torch.ao.quantization.fuse_modules(mod, [["0", "1"]], inplace=True)
+
+    return Graph().eval()
+
+
 # ------------------------------------------------------------------------------------------- data
 def cifar_records(path, idx, np):
     raw = np.fromfile(path, dtype=np.uint8).reshape(-1, 3073)[idx]
@@ -306,6 +386,31 @@ def imagenet_images(data, idx, np):
             im = darknet_resize(im, w2, h2, np)
         y0, x0 = (h2 - 224) // 2, (w2 - 224) // 2
         xs.append(im[:, y0:y0 + 224, x0:x0 + 224])
+        ys.append(lab[f[:9]])
+    return np.stack(xs), np.array(ys, np.int64)
+
+
+def caffe_images(data, idx, np):
+    """SqueezeNet v1.1 (README section 5): imagenet_val/ (227x227; others: shorter side resized to
+    227, centre crop), channels B,G,R, mean (104, 117, 123) subtracted on the 0..255 scale."""
+    from PIL import Image
+    folder = os.path.join(data, "imagenet_val")
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".JPEG"))
+    order = [l.strip() for l in open(os.path.join(data, "models", "imagenet", "labels_caffe_order.txt"))]
+    lab = {w: i for i, w in enumerate(order)}
+    mean = np.array([104, 117, 123], np.float32).reshape(3, 1, 1)
+    xs, ys = [], []
+    for i in idx:
+        f = files[i % len(files)]
+        im = Image.open(os.path.join(folder, f)).convert("RGB")
+        w, h = im.size
+        if (w, h) != (227, 227):
+            s = 227 / min(w, h)
+            im = im.resize((max(227, round(w * s)), max(227, round(h * s))), Image.BILINEAR)
+            w, h = im.size
+            im = im.crop(((w - 227) // 2, (h - 227) // 2, (w - 227) // 2 + 227, (h - 227) // 2 + 227))
+        a = np.asarray(im, dtype=np.float32).transpose(2, 0, 1)[::-1]   # B, G, R
+        xs.append(a - mean)
         ys.append(lab[f[:9]])
     return np.stack(xs), np.array(ys, np.int64)
 
@@ -402,10 +507,18 @@ def main(argv):
     if not os.path.isfile(o["model"]):
         print("skip: model %s not found" % o["model"]); return 0
     shape = [d.dim_value for d in onnx.load(o["model"], load_external_data=False).graph.input[0].type.tensor_type.shape.dim]
-    imagenet = shape[-1] == 224
+    imagenet = shape[-1] in (224, 227)
     torch.set_num_threads(max(o["threads"]))
     t0 = time.time()
-    if imagenet:
+    if shape[-1] == 227:   # SqueezeNet v1.1 on imagenet_val/ (650 images)
+        net = build_graph(o["model"])
+        n_check = int(o["check_images"] or 50)
+        n_calib = int(o["calib_images"] or 100)
+        cidx = [(i * 650) // n_check for i in range(n_check)]
+        kidx = [k for k in range(3, 650, 5) if k not in set(cidx)][:n_calib]
+        x, y = caffe_images(data, cidx, np)
+        calib = lambda: caffe_images(data, kidx, np)[0]  # noqa: E731
+    elif imagenet:
         net = build_chain(o["model"])
         n_check = int(o["check_images"] or 50)
         n_calib = int(o["calib_images"] or 100)

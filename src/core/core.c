@@ -8,7 +8,7 @@
 
 static _Thread_local char last_error[1024];
 
-const char *tern_status_str(enum tern_status st) {
+const char *tern_status_string(enum tern_status st) {
     switch (st) {
     case TERN_STATUS_OK: return "ok";
     case TERN_STATUS_IO: return "i/o error";
@@ -22,6 +22,8 @@ const char *tern_status_str(enum tern_status st) {
     }
     return "unknown status";
 }
+
+const char *tern_status_str(enum tern_status st) { return tern_status_string(st); }
 
 const char *tern_last_error(void) { return last_error; }
 

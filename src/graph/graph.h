@@ -70,8 +70,18 @@ typedef struct tern_node {
     tern_attrs a;
 } tern_node;
 
+/* Preprocessing an ONNX model records in its metadata_props (keys tern.mean, tern.std: three
+ * numbers "a,b,c" in the order the channels are fed; tern.bgr: 0/1; tern.resize, tern.crop:
+ * pixels); has_* say which keys were present. */
+typedef struct tern_graph_meta {
+    int has_mean, has_std, has_bgr, has_resize, has_crop;
+    float mean[3], std[3];
+    int bgr, resize, crop;
+} tern_graph_meta;
+
 typedef struct tern_graph {
     char *path;                     /* source file, for messages */
+    tern_graph_meta meta;           /* recorded preprocessing (zero if none) */
     int nvalues, cap_values;
     tern_value *values;
     int nnodes, cap_nodes;
@@ -86,7 +96,7 @@ typedef struct tern_op_info {
     const char *name;                                       /* ONNX op_type */
     enum tern_status (*infer)(tern_graph *g, tern_node *n);  /* output shapes from input shapes */
     enum tern_status (*fold)(tern_graph *g, tern_node *n);   /* compute constant output, or NULL */
-    void (*run_fp32)(struct tern_fp32_ctx *x, const tern_node *n); /* src/exec/fp32_ops.c */
+    void (*run_fp32)(struct tern_fp32_ctx *x, const tern_node *n); /* src/graph/fp32_ops.c */
 } tern_op_info;
 extern const tern_op_info tern_ops[TERN_OP_COUNT];
 int tern_op_lookup(const char *onnx_name);                  /* -1 if unknown */

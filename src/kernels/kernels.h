@@ -83,9 +83,10 @@ typedef struct tern_qadd {
  * NHWC), y that image's output (oh x ow x cout bytes). It never allocates: scratch has
  * scratch_size(c, w) bytes, 64-byte aligned, private to the calling thread. */
 typedef struct tern_conv_kernel {
-    const char *name;                                   /* e.g. "conv_t2u8__avx2" */
+    const char *name;                                   /* e.g. "conv_6x16__avx2" */
     size_t (*packed_size)(const tern_qconv *c);
-    void (*pack)(const tern_qconv *c, void *packed);    /* packed: 64-byte aligned */
+    enum tern_status (*pack)(const tern_qconv *c, void *packed);  /* packed: 64-byte aligned; fails only
+                                                                     on a failed pack-time allocation */
     size_t (*scratch_size)(const tern_qconv *c, int w);
     void (*run)(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,
                 uint8_t *y, int oy0, int oy1, void *scratch);

@@ -285,6 +285,27 @@ static enum tern_status import_constant(importer *im, const Onnx__NodeProto *nd,
     return NODE_ERR(TERN_STATUS_UNSUPPORTED, "Constant without a supported value attribute");
 }
 
+/* metadata_props keys tern.mean/std/bgr/resize/crop (graph.h): a bad value is an error naming it. */
+static enum tern_status read_meta(importer *im, const Onnx__ModelProto *m) {
+    tern_graph_meta *t = &im->g->meta;
+    for (size_t i = 0; i < m->n_metadata_props; i++) {
+        const char *k = m->metadata_props[i]->key, *v = m->metadata_props[i]->value;
+        if (!k || strncmp(k, "tern.", 5)) continue;
+        char end = 0;
+        int ok = 0;
+        if (!v) v = "";
+        if (!strcmp(k, "tern.mean")) ok = t->has_mean = sscanf(v, "%f,%f,%f%c", &t->mean[0], &t->mean[1], &t->mean[2], &end) == 3;
+        else if (!strcmp(k, "tern.std"))
+            ok = t->has_std = sscanf(v, "%f,%f,%f%c", &t->std[0], &t->std[1], &t->std[2], &end) == 3 && t->std[0] > 0 && t->std[1] > 0 && t->std[2] > 0;
+        else if (!strcmp(k, "tern.bgr")) ok = t->has_bgr = sscanf(v, "%d%c", &t->bgr, &end) == 1 && (t->bgr == 0 || t->bgr == 1);
+        else if (!strcmp(k, "tern.resize")) ok = t->has_resize = sscanf(v, "%d%c", &t->resize, &end) == 1 && t->resize >= 0 && t->resize <= 32768;
+        else if (!strcmp(k, "tern.crop")) ok = t->has_crop = sscanf(v, "%d%c", &t->crop, &end) == 1 && t->crop >= 0 && t->crop <= 32768;
+        else continue; /* other tern.* keys: not ours to judge */
+        if (!ok) return tern_errorf(TERN_STATUS_FORMAT, "%s: metadata_props '%s' has a bad value '%s'", im->path, k, v);
+    }
+    return TERN_STATUS_OK;
+}
+
 static enum tern_status build(importer *im, const Onnx__ModelProto *m) {
     tern_graph *g = im->g;
     const Onnx__GraphProto *gr = m->graph;
@@ -395,7 +416,8 @@ enum tern_status tern_onnx_import(const char *path, tern_graph **out) {
         onnx__model_proto__free_unpacked(m, NULL);
         return TERN_STATUS_NOMEM;
     }
-    st = build(&im, m);
+    st = read_meta(&im, m);
+    if (!st) st = build(&im, m);
     onnx__model_proto__free_unpacked(m, NULL);
     if (!st) st = tern_graph_infer_and_fold(im.g);
     if (!st) st = tern_graph_fold_batchnorm(im.g);

@@ -1,7 +1,7 @@
 /* Calibration: run the FP32 graph on the calibration images and choose each tensor's exponent
  * (max-abs, or the minimum squared error among the max-abs exponent and finer ones). */
 #include "quant/internal.h"
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <math.h>
 #include <stdint.h>
 

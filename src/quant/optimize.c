@@ -19,7 +19,7 @@
  * The pass runs the network once (see "the layer-by-layer runner" below): cost linear in depth. */
 
 #include "quant/internal.h"
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include "quant/gptq.h"
 #include <math.h>
 #include <string.h>

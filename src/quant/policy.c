@@ -37,6 +37,27 @@ int tern_parse_wspec(const char *s, int *wtype, int *cluster) {
     return 1;
 }
 
+int tern_qopts_add_rule(tern_qopts *o, const char *rule) {
+    int cap = (int)(sizeof o->rules / sizeof o->rules[0]);
+    const char *eq = strchr(rule, '=');
+    tern_layer_rule *r = &o->rules[o->nrules < cap ? o->nrules : 0];
+    if (o->nrules >= cap) { tern_errorf(TERN_STATUS_INVALID_ARG, "too many per-layer rules (at most %d)", cap); return 0; }
+    if (!eq || eq == rule || (size_t)(eq - rule) >= sizeof r->key) {
+        tern_errorf(TERN_STATUS_INVALID_ARG, "bad layer rule '%s' (NAME_OR_INDEX=SPEC, the name shorter than %d)", rule, (int)sizeof r->key);
+        return 0;
+    }
+    memcpy(r->key, rule, (size_t)(eq - rule));
+    r->key[eq - rule] = 0;
+    r->wtype = o->wtype;
+    r->cluster = o->cluster;
+    if (!tern_parse_wspec(eq + 1, &r->wtype, &r->cluster)) {
+        tern_errorf(TERN_STATUS_INVALID_ARG, "bad layer spec '%s' (t, 4 or 8, optionally :N or :all)", eq + 1);
+        return 0;
+    }
+    o->nrules++;
+    return 1;
+}
+
 static int is_weight_node(const tern_node *n) {
     return n->op == TERN_OP_CONV || n->op == TERN_OP_GEMM || n->op == TERN_OP_MATMUL;
 }

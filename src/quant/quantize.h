@@ -53,6 +53,10 @@ enum tern_opt_method { TERN_OPT_CD = 0, TERN_OPT_GPTQ = 1, TERN_OPT_GPTQ_CD = 2 
 void tern_qopts_init(tern_qopts *o);
 /* Parse "t", "t:16", "4", "4:8", "8", "t:all" into wtype/cluster. */
 int tern_parse_wspec(const char *s, int *wtype, int *cluster);
+/* Append the per-layer override "NAME_OR_INDEX=SPEC" (SPEC as tern_parse_wspec; a spec without
+ * ":N" keeps the current default N). Returns 0 with the reason in the last error if malformed
+ * or if the table is full. */
+int tern_qopts_add_rule(tern_qopts *o, const char *rule);
 
 /* calib: ncalib images [ncalib][C][H][W] uint8. */
 enum tern_status tern_quantize(const tern_graph *g, const tern_qopts *o, const uint8_t *calib, int ncalib,

@@ -18,16 +18,12 @@ void tern_add_ref(const uint8_t *a, int a_signed, const uint8_t *b, int b_signed
     else ADD_LOOP(int8_t, int8_t)
 }
 
-tern_add_fn tern_add_select(enum tern_isa isa) { return isa >= TERN_ISA_AVX2 ? tern_add__avx2 : tern_add_ref; }
-
 void tern_max_ref(uint8_t *d, const uint8_t *s, size_t n, int is_signed) {
     if (is_signed)
         for (size_t i = 0; i < n; i++) d[i] = (int8_t)s[i] > (int8_t)d[i] ? s[i] : d[i];
     else
         for (size_t i = 0; i < n; i++) d[i] = s[i] > d[i] ? s[i] : d[i];
 }
-
-tern_max_fn tern_max_select(enum tern_isa isa) { return isa >= TERN_ISA_AVX2 ? tern_max__avx2 : tern_max_ref; }
 
 void tern_chansum_ref(const uint8_t *x, int is_signed, size_t npix, int c, int32_t *sum) {
     for (int ch = 0; ch < c; ch++) {
@@ -36,5 +32,3 @@ void tern_chansum_ref(const uint8_t *x, int is_signed, size_t npix, int c, int32
         sum[ch] = (int32_t)s;
     }
 }
-
-tern_chansum_fn tern_chansum_select(enum tern_isa isa) { return isa >= TERN_ISA_AVX2 ? tern_chansum__avx2 : tern_chansum_ref; }

@@ -9,7 +9,7 @@
 #include <string.h>
 
 static size_t ref_packed_size(const tern_qconv *c) { (void)c; return 0; }
-static void ref_pack(const tern_qconv *c, void *packed) { (void)c; (void)packed; }
+static enum tern_status ref_pack(const tern_qconv *c, void *packed) { (void)c; (void)packed; return TERN_STATUS_OK; }
 static size_t ref_scratch_size(const tern_qconv *c, int w) { (void)c; (void)w; return 0; }
 
 static void ref_run(const tern_qconv *c, const void *packed, const uint8_t *x, int h, int w,

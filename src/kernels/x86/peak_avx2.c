@@ -6,7 +6,7 @@
 
 static int64_t ns(void) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);   /* this thread's CPU time: the machines are shared */
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 

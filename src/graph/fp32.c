@@ -1,12 +1,37 @@
 /* FP32 executor: walks the graph in order, allocating each activation when produced and
  * freeing it after its last reader. */
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <cblas.h>
 #include <string.h>
 
 void openblas_set_num_threads(int);
 
-void tern_fp32_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+/* OpenBLAS threads on top of tern's own splitting of the batch, or on per-image GEMMs as small
+ * as these (16 x 1024 x 144), made 2 threads 3x slower than 1 (issue 13): a batch is split over
+ * tern's threads instead, every GEMM on one; only unsplit runs (one image, an observer) use
+ * OpenBLAS threads. */
+static int fp32_threads = 1;
+void tern_fp32_set_threads(int n) {
+    fp32_threads = n < 1 ? 1 : n;
+    openblas_set_num_threads(1);
+}
+
+typedef struct fp32_par {
+    tern_pool *pool;
+    int n;
+    tern_fp32_ctx **sub;        /* [n] one context per part of the batch */
+    float *out;                 /* the whole batch's output */
+    size_t out_cap;             /* floats */
+} fp32_par;
+
+static void par_free(fp32_par *P) {
+    if (!P) return;
+    for (int i = 0; i < P->n; i++) tern_fp32_ctx_free(P->sub[i]);
+    free(P->sub);
+    free(P->out);
+    tern_pool_free(P->pool);
+    free(P);
+}
 
 tern_fp32_ctx *tern_fp32_ctx_new(const tern_graph *g) {
     tern_fp32_ctx *x = tern_calloc(1, sizeof *x);
@@ -73,11 +98,12 @@ void tern_fp32_ctx_free(tern_fp32_ctx *x) {
     free(x->buf);
     free(x->dims);
     free(x->col);
+    par_free(x->par);
     free(x);
 }
 
-enum tern_status tern_fp32_run(tern_fp32_ctx *x, const float *in, int batch, const float **y,
-                               int64_t *ydims, int *yndim) {
+static enum tern_status run_one(tern_fp32_ctx *x, const float *in, int batch, const float **y,
+                                int64_t *ydims, int *yndim) {
     const tern_graph *g = x->g;
     if (batch < 1) return tern_errorf(TERN_STATUS_INVALID_ARG, "batch must be >= 1");
     release(x);
@@ -124,4 +150,77 @@ enum tern_status tern_fp32_run(tern_fp32_ctx *x, const float *in, int batch, con
     *yndim = g->values[g->output].ndim;
     memcpy(ydims, x->dims[g->output], sizeof(int64_t) * (size_t)*yndim);
     return TERN_STATUS_OK;
+}
+
+/* ---- batch-parallel runs ---- */
+typedef struct par_job {
+    fp32_par *P;
+    const float *in;
+    size_t in_per;                          /* floats per input image */
+    int batch;
+    struct { enum tern_status st; const float *y; int64_t dims[TERN_MAX_DIMS]; int nd; char err[256]; } part[64];
+} par_job;
+
+static void par_part(void *arg, int i, int tid) {
+    (void)tid;
+    par_job *J = arg;
+    const int b0 = (int)((int64_t)i * J->batch / J->P->n), b1 = (int)((int64_t)(i + 1) * J->batch / J->P->n);
+    J->part[i].st = run_one(J->P->sub[i], J->in + (size_t)b0 * J->in_per, b1 - b0, &J->part[i].y, J->part[i].dims, &J->part[i].nd);
+    if (J->part[i].st) snprintf(J->part[i].err, sizeof J->part[i].err, "%s", tern_last_error());
+}
+
+static enum tern_status run_par(tern_fp32_ctx *x, int n, const float *in, int batch, const float **y, int64_t *ydims, int *yndim) {
+    fp32_par *P = x->par;
+    if (P && P->n != n) { par_free(P); x->par = P = NULL; }
+    if (!P) {
+        if (!(P = tern_calloc(1, sizeof *P))) return TERN_STATUS_NOMEM;
+        x->par = P;
+        P->n = n;
+        if (!(P->pool = tern_pool_create(n)) || !(P->sub = tern_calloc((size_t)n, sizeof *P->sub))) return TERN_STATUS_NOMEM;
+        for (int i = 0; i < n; i++)
+            if (!(P->sub[i] = tern_fp32_ctx_new(x->g))) return TERN_STATUS_NOMEM;
+    }
+    const tern_value *iv = &x->g->values[x->g->input];
+    par_job *J = tern_calloc(1, sizeof *J);
+    if (!J) return TERN_STATUS_NOMEM;
+    J->P = P;
+    J->in = in;
+    J->batch = batch;
+    J->in_per = 1;
+    for (int d = 1; d < iv->ndim; d++) J->in_per *= (size_t)iv->dims[d];
+    openblas_set_num_threads(1);
+    tern_pool_run(P->pool, par_part, J, n);
+    enum tern_status st = TERN_STATUS_OK;
+    for (int i = 0; i < n && !st; i++)
+        if (J->part[i].st) st = tern_errorf(J->part[i].st, "%s", J->part[i].err);
+    size_t per = 1;
+    if (!st)
+        for (int d = 1; d < J->part[0].nd; d++) per *= (size_t)J->part[0].dims[d];
+    if (!st && P->out_cap < per * (size_t)batch) {
+        free(P->out);
+        P->out_cap = 0;
+        if (!(P->out = tern_malloc(sizeof(float) * per * (size_t)batch))) st = TERN_STATUS_NOMEM;
+        else P->out_cap = per * (size_t)batch;
+    }
+    if (!st) {
+        for (int i = 0; i < n; i++) {
+            const int b0 = (int)((int64_t)i * batch / n), b1 = (int)((int64_t)(i + 1) * batch / n);
+            memcpy(P->out + per * (size_t)b0, J->part[i].y, sizeof(float) * per * (size_t)(b1 - b0));
+        }
+        *y = P->out;
+        *yndim = J->part[0].nd;
+        memcpy(ydims, J->part[0].dims, sizeof(int64_t) * (size_t)*yndim);
+        ydims[0] = batch;
+        x->batch = batch;
+    }
+    free(J);
+    return st;
+}
+
+enum tern_status tern_fp32_run(tern_fp32_ctx *x, const float *in, int batch, const float **y,
+                               int64_t *ydims, int *yndim) {
+    const int n = TERN_MIN(TERN_MIN(fp32_threads, batch), 64);
+    if (n > 1 && !x->observe && !x->keep_all) return run_par(x, n, in, batch, y, ydims, yndim);
+    openblas_set_num_threads(1);   /* measured: 2 OpenBLAS threads took ResNet-56 batch 1 from 67 to 1140 ms */
+    return run_one(x, in, batch, y, ydims, yndim);
 }

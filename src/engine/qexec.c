@@ -1,5 +1,5 @@
 /* Integer engine. No floating point in this file (checked by tests/t_nofloat.sh). */
-#include "exec/qexec.h"
+#include "engine/qexec.h"
 #include <string.h>
 #include <time.h>
 
@@ -363,7 +363,10 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
         e->kern[i] = tern_conv_kernel_select(&L->conv, isa);
         size_t ps = e->kern[i]->packed_size(&L->conv);
         if (!(e->packed[i] = tern_aligned_alloc(ps + 64))) goto fail;
-        e->kern[i]->pack(&L->conv, e->packed[i]);
+        if ((st = e->kern[i]->pack(&L->conv, e->packed[i])) != TERN_STATUS_OK) {
+            tern_error_prefix(st, "layer %d (%s)", i, L->name);
+            goto fail;
+        }
         size_t s = e->kern[i]->scratch_size(&L->conv, m->tensors[L->in[0]].w);
         if (s > scratch) scratch = s;
     }

@@ -18,6 +18,7 @@ typedef struct tern_fp32_ctx {
     void *pool;                             /* recycled activation buffers (fp32.c) */
     int npool, cap_pool;
     int keep_all;                           /* keep every activation until the end (for tests) */
+    void *par;                              /* batch-parallel runs: threads, sub-contexts (fp32.c) */
 } tern_fp32_ctx;
 
 /* Run the graph on input x ([batch, C, H, W] float). On success *y points at the output inside
@@ -26,9 +27,11 @@ enum tern_status tern_fp32_run(tern_fp32_ctx *x, const float *in, int batch, con
                                int64_t *ydims, int *yndim);
 tern_fp32_ctx *tern_fp32_ctx_new(const tern_graph *g);
 void tern_fp32_ctx_free(tern_fp32_ctx *x);
-void tern_fp32_set_threads(int n);           /* OpenBLAS threads */
+/* Threads for the runs that follow: a batch (without observer or keep_all) is split over them,
+ * each part run by its own context; OpenBLAS always runs single-threaded. */
+void tern_fp32_set_threads(int n);
 
-/* Per-op kernels (src/exec/fp32_ops.c), referenced from the op table. */
+/* Per-op kernels (src/graph/fp32_ops.c), referenced from the op table. */
 void tern_fp32_conv(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_gemm(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_matmul(tern_fp32_ctx *x, const tern_node *n);
