@@ -31,7 +31,7 @@ static const char *help =
     "  --opt-flip            the three above also use each of their images mirrored left-right\n"
     "  --opt-damp R          ridge term of the three above, relative to the mean input power (default 0.001)\n"
     "  --opt-images K        calibration images used by the three above (default 64)\n"
-    "  --opt-method M        how --opt-round chooses codes: cd (coordinate descent), gptq (error feedback), gptq+cd\n"
+    "  --opt-method M        how --opt-round chooses codes: cd (coordinate descent), gptq (error feedback),\n                        gptq+cd (both; the default)\n"
     "  --verbose             per-layer progress of the above\n"
     "  --max-drop D          accuracy budget: raise precision (t:1 or 4-bit) on the most sensitive layers, priced by the\n"
     "                        multiplications they stop replacing, until top-1 on a held-out split of the calibration\n"
