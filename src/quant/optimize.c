@@ -361,7 +361,7 @@ static enum tern_status gather_cb(void *arg, int batch, int nb, const tern_fp32_
 
 /* Degenerate statistics: input channels never non-zero on the optimisation images, or an input
  * that does not vary at all. Such a layer's codes are fitted to nothing; say so once per layer. */
-static void warn_degenerate(const opt_stats *S, const tern_node *n, int widx, int cing, int khw, int nimg) {
+static int warn_degenerate(const opt_stats *S, const tern_node *n, int widx, int cing, int khw, int nimg, int verbose, int *first_layer) {
     int dead = 0, first = -1;
     double var_all = 0, inv = 1.0 / (double)S->n;
     for (int ci = 0; ci < cing; ci++) {
@@ -373,11 +373,15 @@ static void warn_degenerate(const opt_stats *S, const tern_node *n, int widx, in
         }
         if (!on) { dead++; if (first < 0) first = ci; }
     }
-    if (dead == cing || !(var_all > 0))
+    if (dead == cing || !(var_all > 0)) {
         fprintf(stderr, "tern: warning: layer %d '%s': its input is constant on the %d optimisation images (statistics degenerate)\n", widx, n->name, nimg);
-    else if (dead)
+        return 0;
+    }
+    if (dead && verbose)
         fprintf(stderr, "tern: warning: layer %d '%s': %d of %d input channels (first: %d) never active on the %d optimisation images\n",
                 widx, n->name, dead, cing, first, nimg);
+    if (dead && *first_layer < 0) *first_layer = widx;
+    return dead > 0;
 }
 
 enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
@@ -427,6 +431,7 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         memcpy(in2, in, sizeof(float) * per * (size_t)nb);
     }
     double t_start = tern_now();
+    int ndead = 0, dead_first = -1; /* layers with input channels never active */
     for (int li = 0; li < q->nll && !st; li++) {
         const low_layer *l = &q->ll[li];
         if (l->widx < 0) continue;
@@ -473,7 +478,7 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         if (!S.sx || !S.sy || !S.syy || !S.gxx || !S.gxy || !X || !Y) { st = TERN_STATUS_NOMEM; goto next; }
         gather G = {.q = q, .l = l, .sim = &sim, .S = &S, .X = X, .Y = Y, .stride = stride, .B = B};
         if ((st = cut_advance(&fp, ni + 1, 0, gather_cb, &G))) goto next;
-        warn_degenerate(&S, n, l->widx, cing, khw, nimg);
+        ndead += warn_degenerate(&S, n, l->widx, cing, khw, nimg, o->verbose, &dead_first);
         /* H (symmetric, full), damped */
         H = tern_malloc(sizeof(double) * (size_t)K * K);
         tv = tern_malloc(sizeof(double) * (size_t)K);
@@ -550,6 +555,9 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         free(H); free(tv); free(r); free(M); free(rg); free(U); free(gw);
         free(S.sx); free(S.sy); free(S.syy); free(S.gxx); free(S.gxy);
     }
+    if (!st && ndead)
+        fprintf(stderr, "tern: warning: %d weight layers (first: layer %d) have input channels never active on the %d optimisation images%s\n",
+                ndead, dead_first, nimg, o->verbose ? "" : " (--verbose lists them)");
     for (int i = 0; !st && o->export_to && i < nowned; i++) {
         tern_value *v = &o->export_to->values[owned_n[i]];
         size_t nb = sizeof(float) * (size_t)tern_value_numel(&g->values[owned_n[i]]);
