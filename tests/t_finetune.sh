@@ -30,6 +30,12 @@ a=$(top1 "$T/a.tern")
 awk -v a="$a" -v f="$fp" 'BEGIN { exit !(a > f - 15) }' && ok "1 epoch on 128 images: top-1 $a (FP32 $fp)" || bad "1 epoch: top-1 $a vs FP32 $fp"
 $TERN info "$T/a.tern" > /dev/null && ok "tern info reads the fine-tuned file" || bad "tern info on the fine-tuned file"
 
+# --layer overrides reach the trainer's policy (the quantizer's plan): weight layer 3 is 8-bit, 4 ternary
+$TERN $FT --epochs 0 --init ptq --opt-images 16 --layer 3=8 -o "$T/l3.tern" 2> "$T/l3.log" || bad "finetune --layer 3=8: $(tail -1 "$T/l3.log")"
+$TERN info "$T/l3.tern" --json > "$T/l3.json"
+grep -q '"weight_layer": 3, "weights": "8"' "$T/l3.json" && grep -q '"weight_layer": 4, "weights": "t"' "$T/l3.json" \
+    && ok "finetune --layer 3=8: weight layer 3 is 8-bit, layer 4 ternary" || bad "finetune --layer 3=8: $(grep -o '"weight_layer": [34], "weights": "[^"]*"' "$T/l3.json")"
+
 # bad input: no partial output
 $TERN finetune "$R20" --train "$T/none.bin" --preset cifar -o "$T/bad.tern" 2> "$T/bad.log"
 [ $? -ne 0 ] && [ ! -e "$T/bad.tern" ] && grep -q "none.bin" "$T/bad.log" && ok "missing training file: error names it, no output" || bad "missing training file: $(cat "$T/bad.log")"

@@ -1,6 +1,6 @@
 /* ONNX import + FP32 executor: golden logits from PyTorch, graph passes, and bad input. */
 #include "check.h"
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include "graph/graph.h"
 #include "data/data.h"
 #include <math.h>

@@ -3,7 +3,7 @@
  * max and 2x2 pool against direct scalar maxima). The executor's conv + add fusion against the
  * same model run layer by layer (keep_all), at every ISA level and thread count. */
 #include "check.h"
-#include "exec/qexec.h"
+#include "engine/qexec.h"
 #include "kernels/kernels.h"
 
 static uint32_t rng = 99;

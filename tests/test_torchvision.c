@@ -3,7 +3,7 @@
  * executor must reproduce PyTorch's own outputs to a relative 1e-4. The directory comes from
  * TERN_TV_DIR (tests/t_torchvision.sh makes it); without it the test is skipped. */
 #include "check.h"
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <math.h>
 
 static const char *names[] = {"resnet18", "resnet50", "resnet101", "googlenet", "alexnet", "vgg11", "vgg16", "mobilenet_v2"};

@@ -2,6 +2,7 @@
  * the loss L = sum r*y accumulated in double, central differences), softmax cross-entropy, and
  * determinism of whole training steps (same seed -> same weights). */
 #include "check.h"
+#include "data/data.h"
 #include "graph/graph.h"
 #include "train/ops.h"
 #include "train/train.h"
@@ -244,17 +245,18 @@ static tern_graph *tiny_graph(void) {
     n->a.pads[0] = n->a.pads[1] = 1; n->a.pads[2] = n->a.pads[3] = 0;
     n->out[0] = ACT("c2", 8, 4, 4);
     int c2 = n->out[0];
+    /* LeakyRelu fused into conv2, as the quantizer lowers it (a standalone one it cannot lower) */
+    n = tern_graph_add_node(g, "leaky", TERN_OP_LEAKYRELU); n->nin = 1; n->nout = 1; n->in[0] = c2; n->out[0] = ACT("l", 8, 4, 4); n->a.alpha = 0.1f;
+    int lv = n->out[0];
     n = tern_graph_add_node(g, "slice", TERN_OP_SLICE); n->nin = 1; n->nout = 1; n->in[0] = r1; n->out[0] = ACT("s", 4, 4, 4);
     n->a.rs_start[1] = 0; n->a.rs_step[1] = 2; n->a.rs_start[2] = 0; n->a.rs_step[2] = 2; n->a.rs_start[3] = 1; n->a.rs_step[3] = 2; n->a.rs_step[0] = 1;
     int sv = n->out[0];
     n = tern_graph_add_node(g, "pad", TERN_OP_PAD); n->nin = 1; n->nout = 1; n->in[0] = sv; n->out[0] = ACT("p", 8, 4, 4);
     n->a.pad_list[1] = 2; n->a.pad_list[5] = 2; n->a.npad_list = 8;
     int pv = n->out[0];
-    n = tern_graph_add_node(g, "add", TERN_OP_ADD); n->nin = 2; n->nout = 1; n->in[0] = c2; n->in[1] = pv; n->out[0] = ACT("a", 8, 4, 4);
+    n = tern_graph_add_node(g, "add", TERN_OP_ADD); n->nin = 2; n->nout = 1; n->in[0] = lv; n->in[1] = pv; n->out[0] = ACT("a", 8, 4, 4);
     int av = n->out[0];
-    n = tern_graph_add_node(g, "leaky", TERN_OP_LEAKYRELU); n->nin = 1; n->nout = 1; n->in[0] = av; n->out[0] = ACT("l", 8, 4, 4); n->a.alpha = 0.1f;
-    int lv = n->out[0];
-    n = tern_graph_add_node(g, "mp", TERN_OP_MAXPOOL); n->nin = 1; n->nout = 1; n->in[0] = lv; n->out[0] = ACT("m", 8, 2, 2);
+    n = tern_graph_add_node(g, "mp", TERN_OP_MAXPOOL); n->nin = 1; n->nout = 1; n->in[0] = av; n->out[0] = ACT("m", 8, 2, 2);
     n->a.kernel[0] = n->a.kernel[1] = 2; n->a.strides[0] = n->a.strides[1] = 2; n->a.dilations[0] = n->a.dilations[1] = 1;
     int mv = n->out[0];
     n = tern_graph_add_node(g, "gap", TERN_OP_GLOBALAVGPOOL); n->nin = 1; n->nout = 1; n->in[0] = mv; n->out[0] = ACT("gp", 8, 1, 1);
@@ -271,12 +273,17 @@ static tern_graph *tiny_graph(void) {
 static void run_steps(uint64_t seed, int steps, float *wout, double *first_loss, double *last_loss) {
     rs = 12345;
     tern_graph *g = tiny_graph();
+    tern_qopts qo;
+    tern_qopts_init(&qo);
+    qo.cluster = 4;
+    tern_qplan *plan = NULL;
+    CHECK(tern_quant_plan(g, &qo, &plan) == TERN_STATUS_OK, "plan: %s", tern_last_error());
     tern_train_opts o;
     tern_train_opts_init(&o);
-    o.cluster = 4;
+    o.plan = plan;
     tern_trainer *t = NULL;
     CHECK(tern_trainer_new(g, &o, 8, &t) == TERN_STATUS_OK, "trainer: %s", tern_last_error());
-    if (!t) { tern_graph_free(g); return; }
+    if (!t) { tern_qplan_free(plan); tern_graph_free(g); return; }
     uint64_t rng = seed;
     uint8_t img[8][3 * 8 * 8];
     int lab[8];
@@ -297,6 +304,7 @@ static void run_steps(uint64_t seed, int steps, float *wout, double *first_loss,
     float *w = tern_trainer_weights(t, 1, &co, &K, NULL);
     memcpy(wout, w, sizeof(float) * (size_t)co * K);
     tern_trainer_free(t);
+    tern_qplan_free(plan);
     tern_graph_free(g);
 }
 

@@ -1,6 +1,6 @@
 /* Shared CLI helpers. */
 #include "cli.h"
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include "api/api.h"
 #include <math.h>
 #include <string.h>

@@ -5,10 +5,11 @@
  * weights and 8-bit activations in the forward pass, and writes the result through the ordinary
  * quantizer: OUT.tern is a plain .tern file. */
 #include "cli.h"
-#include "exec/fp32.h"
-#include "exec/qexec.h"
+#include "graph/fp32.h"
+#include "engine/qexec.h"
 #include "quant/quantize.h"
 #include "train/ops.h"
+#include "onnx/onnx.h"
 #include "train/train.h"
 #include <math.h>
 #include <string.h>
@@ -27,6 +28,8 @@ static const char *help =
     "  --weights t|4|8[:N]   weight type of the body layers (default t: ternary)\n"
     "  --cluster N|all       input channels per scale cluster (default 4)\n"
     "  --ternary-rule R      exact (default) or twn\n"
+    "  --layer KEY=SPEC      per-layer precision, as tern quantize (KEY = node name or weight-layer index)\n"
+    "  --all-layers          also quantize the first conv and the last layer to the body's type\n"
     "  --calib-rule R        mse (default) or maxabs\n"
     "  --calib-count K       calibration images spread over the training set (default 500)\n"
     "  --epochs E            epochs (default 3)\n"
@@ -106,7 +109,7 @@ int cmd_finetune(int argc, char **argv) {
         if (!strcmp(a, "--help")) { printf("%s%s", help, cli_common_help()); return 0; }
         static const char *need[] = {"-o", "--train", "--train-count", "--val", "--val-count", "--weights", "--cluster", "--ternary-rule", "--calib-rule",
                                      "--calib-count", "--epochs", "--batch", "--lr", "--schedule", "--momentum", "--wd", "--seed", "--save-onnx",
-                                     "--init", "--opt-images", "--train-offset", "--val-offset"};
+                                     "--init", "--opt-images", "--train-offset", "--val-offset", "--layer"};
         int nv = 0;
         for (size_t k = 0; k < sizeof need / sizeof need[0]; k++) nv |= !strcmp(a, need[k]);
         if (nv && !v) { fprintf(stderr, "tern finetune: %s needs a value\n", a); return 2; }
@@ -134,6 +137,8 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--calib-rule")) { if (!strcmp(v, "mse")) q.calib_rule = TERN_CALIB_MSE; else if (!strcmp(v, "maxabs")) q.calib_rule = TERN_CALIB_MAXABS; else BADV(); }
         else if (!strcmp(a, "--init")) { if (!strcmp(v, "ptq")) init_ptq = 1; else if (!strcmp(v, "fp32")) init_ptq = 0; else BADV(); }
         else if (!strcmp(a, "--opt-images")) { if ((opt_images = atoi(v)) < 1) BADV(); }
+        else if (!strcmp(a, "--layer")) { if (!tern_qopts_add_rule(&q, v)) { fprintf(stderr, "tern finetune: --layer: %s\n", tern_last_error()); return 2; } }
+        else if (!strcmp(a, "--all-layers")) q.keep_ends_8bit = 0;
         else if (!strcmp(a, "--no-augment")) augment = 0;
         else if (!strcmp(a, "--no-correct")) correct = 0;
         else if (!strcmp(a, "--correct")) correct = 1;
@@ -155,11 +160,6 @@ int cmd_finetune(int argc, char **argv) {
     memcpy(q.mean, o.mean, sizeof q.mean);
     memcpy(q.std, o.std, sizeof q.std);
     q.threads = o.threads;
-    to.wtype = q.wtype;
-    to.cluster = q.cluster;
-    to.trule = q.trule;
-    to.keep_ends_8bit = q.keep_ends_8bit;
-    to.depthwise_8bit = q.depthwise_8bit;
     memcpy(to.mean, o.mean, sizeof to.mean);
     memcpy(to.std, o.std, sizeof to.std);
 
@@ -167,6 +167,7 @@ int cmd_finetune(int argc, char **argv) {
     tern_graph *g = NULL, *g_teacher = NULL;
     tern_trainer *t = NULL, *teacher = NULL;
     tern_qmodel *qm = NULL;
+    tern_qplan *plan = NULL;
     tern_pool *pool = NULL;
     uint8_t *trpx = NULL, *valpx = NULL, *calpx = NULL;
     int *trlab = NULL, *vallab = NULL, *order = NULL, *blab = NULL, *cidx = NULL;
@@ -177,6 +178,8 @@ int cmd_finetune(int argc, char **argv) {
             fprintf(stderr, "tern finetune: --save-onnx: Gemm '%s' has alpha/beta != 1 (not supported)\n", g->nodes[i].name);
             goto done;
         }
+    if (tern_quant_plan(g, &q, &plan)) { rc = cli_fail("finetune"); goto done; }
+    to.plan = plan; /* each layer's precision as tern quantize gives it, --layer overrides included */
     const tern_value *gin = &g->values[g->input];
     /* image folders: --preset / resize options, else darknet-style to the model's input (as every command) */
     cli_model gm = {.h = gin->ndim == 4 ? (int)gin->dims[2] : 0, .w = gin->ndim == 4 ? (int)gin->dims[3] : 0};
@@ -227,6 +230,7 @@ int cmd_finetune(int argc, char **argv) {
     if (distill > 0) {
         tern_train_opts tt = to;
         tt.quant_acts = tt.quant_weights = 0;
+        tt.plan = NULL;
         if (tern_onnx_import(path, &g_teacher) || tern_trainer_new(g_teacher, &tt, batch, &teacher)) { rc = cli_fail("finetune: teacher"); goto done; }
     }
     uint64_t rng = seed;
@@ -306,6 +310,7 @@ int cmd_finetune(int argc, char **argv) {
     }
     rc = 0;
 done:
+    tern_qplan_free(plan);
     tt_set_pool(NULL);
     tern_pool_free(pool);
     tern_trainer_free(t);

@@ -2,7 +2,6 @@
  * 8-bit dynamic fixed point activations calibrated on DATA, and a per-layer report. */
 #include "cli.h"
 #include "api/api.h"
-#include "exec/qexec.h"
 #include "format/qmodel.h"
 #include "quant/quantize.h"
 #include <math.h>
@@ -74,15 +73,7 @@ int cmd_quantize(int argc, char **argv) {
             else { fprintf(stderr, "tern quantize: bad --calib-rule '%s' (mse, maxabs)\n", v); return 2; }
         } else if (!strcmp(a, "--layer")) {
             i++;
-            const char *eq = strchr(v, '=');
-            tern_layer_rule *r = &q.rules[q.nrules];
-            if (!eq || eq == v || (size_t)(eq - v) >= sizeof r->key || q.nrules >= 64) { fprintf(stderr, "tern quantize: bad --layer '%s' (KEY=SPEC)\n", v); return 2; }
-            memcpy(r->key, v, (size_t)(eq - v));
-            r->key[eq - v] = 0;
-            r->wtype = q.wtype;
-            r->cluster = q.cluster;
-            if (!tern_parse_wspec(eq + 1, &r->wtype, &r->cluster)) { fprintf(stderr, "tern quantize: bad layer spec '%s'\n", eq + 1); return 2; }
-            q.nrules++;
+            if (!tern_qopts_add_rule(&q, v)) { fprintf(stderr, "tern quantize: --layer: %s\n", tern_last_error()); return 2; }
         } else if (!strcmp(a, "--all-layers")) q.keep_ends_8bit = 0;
         else if (!strcmp(a, "--bias-corr")) q.bias_corr = 1;
         else if (!strcmp(a, "--opt-scales")) q.opt_scales = 1;

@@ -1,7 +1,7 @@
 /* tern quantize --max-drop: the accuracy budget (moved here from tools/cmd_quantize.c so that
  * tern_quantize_file has it too). */
 #include "api/api.h"
-#include "exec/qexec.h"
+#include "engine/qexec.h"
 #include <math.h>
 #include <string.h>
 

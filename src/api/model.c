@@ -3,7 +3,7 @@
  * so describing a model (tern info) costs no activation memory. */
 #include "api/api.h"
 #include "data/data.h"
-#include "exec/qexec.h"
+#include "engine/qexec.h"
 #include <math.h>
 #include <string.h>
 #include <unistd.h>

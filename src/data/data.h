@@ -57,4 +57,12 @@ enum tern_status tern_preproc_apply(const tern_preproc *pp, const char *what, co
 enum tern_status tern_lines_load(const char *path, char ***lines, int *n);
 void tern_lines_free(char **lines, int n);
 
+/* Deterministic PRNG (splitmix64) and CIFAR-style augmentation (src/data/augment.c): random crop
+ * of a c x h x w 8-bit image padded by `pad` pixels (value 0) and a random horizontal flip;
+ * writes the normalised float image (p/255 - mean)/std into out[c][h][w]. */
+uint64_t tern_rng_next(uint64_t *s);
+uint32_t tern_rng_below(uint64_t *s, uint32_t n);
+void tern_augment(const uint8_t *chw, int c, int h, int w, int pad, int flip, uint64_t *rng, const float *mean,
+                  const float *std, float *out);
+
 #endif

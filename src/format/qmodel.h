@@ -1,5 +1,5 @@
 /* The quantized model: what `tern quantize` produces, what a .tern file stores (src/format/
- * tern_file.c) and what the integer engine runs (src/exec/qexec.c). Everything the integer
+ * tern_file.c) and what the integer engine runs (src/engine/qexec.c). Everything the integer
  * pipeline needs is an integer here; the few floats (input normalisation, per-layer report
  * figures) are metadata for display and are never read by the engine.
  *

@@ -96,7 +96,7 @@ typedef struct tern_op_info {
     const char *name;                                       /* ONNX op_type */
     enum tern_status (*infer)(tern_graph *g, tern_node *n);  /* output shapes from input shapes */
     enum tern_status (*fold)(tern_graph *g, tern_node *n);   /* compute constant output, or NULL */
-    void (*run_fp32)(struct tern_fp32_ctx *x, const tern_node *n); /* src/exec/fp32_ops.c */
+    void (*run_fp32)(struct tern_fp32_ctx *x, const tern_node *n); /* src/graph/fp32_ops.c */
 } tern_op_info;
 extern const tern_op_info tern_ops[TERN_OP_COUNT];
 int tern_op_lookup(const char *onnx_name);                  /* -1 if unknown */

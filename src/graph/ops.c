@@ -2,7 +2,7 @@
  * Shapes are inferred at batch 1 (dims[0] of activations). Folding evaluates nodes whose inputs
  * are all constants (the shape subgraphs torch exports), so the executors never see them. */
 #include "graph/graph.h"
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <math.h>
 #include <string.h>
 

@@ -48,10 +48,47 @@ typedef struct tern_qopts {
 void tern_qopts_init(tern_qopts *o);
 /* Parse "t", "t:16", "4", "4:8", "8", "t:all" into wtype/cluster. */
 int tern_parse_wspec(const char *s, int *wtype, int *cluster);
+/* Append the per-layer override "NAME_OR_INDEX=SPEC" (SPEC as tern_parse_wspec; a spec without
+ * ":N" keeps the current default N). Returns 0 with the reason in the last error if malformed
+ * or if the table is full. */
+int tern_qopts_add_rule(tern_qopts *o, const char *rule);
 
 /* calib: ncalib images [ncalib][C][H][W] uint8. */
 enum tern_status tern_quantize(const tern_graph *g, const tern_qopts *o, const uint8_t *calib, int ncalib,
                                tern_qmodel **out);
+
+/* A weight layer's resolved precision, the one rule every user of the policy applies:
+ * N = input channels per cluster (cing for 8-bit weights and for "all"), ncl = clusters per
+ * output channel, qmax = largest code magnitude. */
+typedef struct tern_wpolicy {
+    int wtype, N, ncl, qmax;
+} tern_wpolicy;
+tern_wpolicy tern_wpolicy_resolve(int wtype, int cluster, int cing);
+
+/* The quantizer's plan for a graph: the integer layers it lowers the graph to, in execution
+ * order, with each weight layer's precision after every rule and override. Tensor ids are those
+ * of the tern_qmodel that tern_quantize() builds from the same graph and options (its extra
+ * Concat alignment tensors come after them), so a model's exponents are read by those ids.
+ * Available without calibration data (lowering and policy only). */
+typedef struct tern_qplan_layer {
+    int op;                     /* enum tern_qop */
+    int node;                   /* graph node index */
+    int act;                    /* graph node index of the fused activation, or -1 */
+    int widx;                   /* weight-layer ordinal (the report's and --layer's index), or -1 */
+    tern_wpolicy pol;           /* weight layers only */
+    int nin, in[TERN_MAX_QIN], out; /* tensor ids */
+} tern_qplan_layer;
+
+typedef struct tern_qplan {
+    int nlayers, nweight;
+    tern_qplan_layer *layers;   /* [nlayers] */
+    int ntensors;
+    int *tensor_value;          /* [ntensors] graph value whose FP32 data the tensor holds */
+    enum tern_trule trule;      /* the ternary rule the weights are quantized with */
+} tern_qplan;
+
+enum tern_status tern_quant_plan(const tern_graph *g, const tern_qopts *o, tern_qplan **out);
+void tern_qplan_free(tern_qplan *p);
 
 /* Weight layers of a graph in the order of the report table (for --layer INDEX). */
 int tern_quant_weight_layers(const tern_graph *g, int *node_idx, int max);

@@ -52,11 +52,6 @@ struct tern_trainer {
 
 void tern_train_opts_init(tern_train_opts *o) {
     memset(o, 0, sizeof *o);
-    o->wtype = TERN_WTYPE_TERNARY;
-    o->cluster = 4;
-    o->trule = TERN_TRULE_EXACT;
-    o->keep_ends_8bit = 1;
-    o->depthwise_8bit = 1;
     for (int c = 0; c < 3; c++) o->std[c] = 1.0f;
     o->momentum = 0.9f;
     o->wd = 1e-4f;
@@ -139,16 +134,11 @@ static enum tern_status add_weight_layer(tern_trainer *t, int ni, tnode *tn, int
     return TERN_STATUS_OK;
 }
 
-static int fusable(const tern_graph *g, const tern_node *n, int allow_leaky) {
-    int v = n->out[0];
-    if (v == g->output || tern_graph_consumers(g, v) != 1) return -1;
-    for (int i = 0; i < g->nnodes; i++) {
-        const tern_node *c = &g->nodes[i];
-        if (c->nin < 1 || c->in[0] != v) continue;
-        if (c->op == TERN_OP_RELU || c->op == TERN_OP_CLIP || (allow_leaky && c->op == TERN_OP_LEAKYRELU)) return c->out[0];
-        return -1;
-    }
-    return -1;
+/* The plan's policy for weight node ni, or NULL. */
+static const tern_wpolicy *plan_policy(const tern_qplan *p, int ni) {
+    for (int i = 0; p && i < p->nlayers; i++)
+        if (p->layers[i].node == ni && p->layers[i].widx >= 0) return &p->layers[i].pol;
+    return NULL;
 }
 
 enum tern_status tern_trainer_new(tern_graph *g, const tern_train_opts *o, int max_batch, tern_trainer **out) {
@@ -166,9 +156,10 @@ enum tern_status tern_trainer_new(tern_graph *g, const tern_train_opts *o, int m
     const tern_value *in = &g->values[g->input];
     if (in->ndim != 4) { st = UNSUP("%s: the trainer needs an image input [N,C,H,W]", g->path); goto fail; }
     for (int i = 0; i < g->nvalues; i++) t->v[i].alias = -1;
-    int last_w = -1;
-    for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i].op == TERN_OP_CONV || g->nodes[i].op == TERN_OP_GEMM || g->nodes[i].op == TERN_OP_MATMUL) last_w = i;
+    if (!o->plan && (o->quant_weights || o->quant_acts)) {
+        st = tern_errorf(TERN_STATUS_INVALID_ARG, "%s: the trainer needs the quantizer's plan to quantize", g->path);
+        goto fail;
+    }
     /* values: shapes; allocation after aliasing is known */
     tval *X0 = &t->v[g->input];
     shape_of(in, &X0->c, &X0->h, &X0->w);
@@ -193,10 +184,10 @@ enum tern_status tern_trainer_new(tern_graph *g, const tern_train_opts *o, int m
             if ((st = add_weight_layer(t, i, tn, tn->x == g->input))) goto fail;
             {
                 tw *L = &t->wl[tn->wl];
-                L->wtype = o->wtype;
-                L->N = o->cluster;
-                if (o->keep_ends_8bit && (tn->x == g->input || i == last_w)) L->wtype = TERN_WTYPE_INT8;
-                if (L->wtype == TERN_WTYPE_INT8 || L->N <= 0 || L->N > L->cin) L->N = L->cin;
+                const tern_wpolicy *pol = plan_policy(o->plan, i);
+                if (!pol && o->quant_weights) { st = UNSUP("%s: node '%s': not a weight layer of the quantizer's plan", g->path, n->name); goto fail; }
+                L->wtype = pol ? pol->wtype : TERN_WTYPE_INT8;
+                L->N = pol ? pol->N : L->cin;
                 size_t cs = tt_conv_col_size(&tn->cv) * (size_t)max_batch;
                 if (cs > t->col_size) t->col_size = cs;
                 Y->c = L->cout;
@@ -310,20 +301,12 @@ enum tern_status tern_trainer_set_exponents(tern_trainer *t, const tern_qmodel *
     const tern_graph *g = t->g;
     for (int i = 0; i < g->nvalues; i++) t->v[i].fq = 0;
     if (!t->o.quant_acts) return TERN_STATUS_OK;
-    for (int li = 0; li < m->nlayers; li++) {
-        const tern_qlayer *L = &m->layers[li];
-        int ni = -1;
-        for (int i = 0; i < g->nnodes && ni < 0; i++)
-            if (!strncmp(g->nodes[i].name, L->name, sizeof L->name - 1) && strlen(g->nodes[i].name) < sizeof L->name) ni = i;
-        if (ni < 0) continue; /* e.g. concat alignment layers */
-        const tern_node *n = &g->nodes[ni];
-        int v = n->out[0];
-        if (L->op == TERN_QOP_CONV || L->op == TERN_QOP_ADD) {
-            int f = fusable(g, n, L->op == TERN_QOP_CONV);
-            if (f >= 0) v = f;
-        }
-        const tern_qtensor *qt = &m->tensors[L->out];
-        if (qt->wide) continue;
+    const tern_qplan *p = t->o.plan;
+    if (p->ntensors > m->ntensors) return tern_errorf(TERN_STATUS_INVALID_ARG, "%s: the model does not match the trainer's plan", g->path);
+    for (int ti = 1; ti < p->ntensors; ti++) { /* tensor 0 is the raw-pixel input */
+        int v = p->tensor_value[ti];
+        const tern_qtensor *qt = &m->tensors[ti];
+        if (qt->wide || v < 0 || v >= g->nvalues) continue;
         tval *V = &t->v[v];
         if (V->alias != v) continue; /* aliases share their source's quantisation */
         V->fq = 1;
@@ -345,10 +328,10 @@ static enum tern_status quantize_weights(tern_trainer *t) {
                 for (int k = 0; k < L->K; k++) L->tmp[(size_t)o * L->K + k] = L->w[(size_t)o * L->K + k] * L->fold[k / khw];
             src = L->tmp;
         }
-        enum tern_status st = tern_wquant_tensor(src, L->cout, L->cin, khw, (enum tern_wtype)L->wtype, L->N, t->o.trule,
+        enum tern_status st = tern_wquant_tensor(src, L->cout, L->cin, khw, (enum tern_wtype)L->wtype, L->N, t->o.plan->trule,
                                                  t->g->nodes[L->node].name, L->codes, L->scales);
         if (st) return st;
-        int ncl = L->wtype == TERN_WTYPE_INT8 ? 1 : (L->cin + L->N - 1) / L->N;
+        int ncl = tern_wpolicy_resolve(L->wtype, L->N, L->cin).ncl;
         for (int o = 0; o < L->cout; o++)
             for (int k = 0; k < L->K; k++) {
                 int gi = L->wtype == TERN_WTYPE_INT8 ? 0 : (k / khw) / L->N;
@@ -582,33 +565,4 @@ float *tern_trainer_weights(tern_trainer *t, int i, int *cout, int *K, float **b
     if (K) *K = t->wl[i].K;
     if (bias) *bias = t->wl[i].b;
     return t->wl[i].w;
-}
-
-/* ---------------- PRNG and augmentation ---------------- */
-
-uint64_t tern_rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-uint32_t tern_rng_below(uint64_t *s, uint32_t n) {
-    return (uint32_t)(((tern_rng_next(s) >> 32) * (uint64_t)n) >> 32);
-}
-
-void tern_augment(const uint8_t *chw, int c, int h, int w, int pad, int flip, uint64_t *rng, const float *mean,
-                  const float *std, float *out) {
-    int dy = pad > 0 ? (int)tern_rng_below(rng, (uint32_t)(2 * pad + 1)) - pad : 0;
-    int dx = pad > 0 ? (int)tern_rng_below(rng, (uint32_t)(2 * pad + 1)) - pad : 0;
-    int fl = flip ? (int)tern_rng_below(rng, 2) : 0;
-    for (int ch = 0; ch < c; ch++) {
-        float mu = ch < 3 ? mean[ch] : 0, inv = ch < 3 ? 1.0f / std[ch] : 1.0f;
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                int sy = y + dy, sx = (fl ? w - 1 - x : x) + dx;
-                float p = sy >= 0 && sy < h && sx >= 0 && sx < w ? chw[((size_t)ch * h + sy) * w + sx] : 0;
-                out[((size_t)ch * h + y) * w + x] = (p / 255.0f - mu) * inv;
-            }
-    }
 }

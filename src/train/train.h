@@ -1,9 +1,9 @@
 /* Low-precision fine-tuning (method.md, last section): FP32 shadow weights, a forward pass with
- * the weights quantized by the model quantizer's own rules (tern_wquant_tensor, same layer
- * policy: first conv and last layer 8-bit per output channel, the body ternary/4-bit per
- * cluster, re-derived every step) and activations fake-quantized to 8-bit dynamic fixed point
- * with the exponents of a tern_quantize() model of the same graph (so the calibration rule is
- * src/quant's); straight-through gradients through both quantizers; SGD with momentum and
+ * the weights quantized by the model quantizer's own rules (tern_wquant_tensor, re-derived every
+ * step) with each layer's precision taken from the quantizer's plan (tern_quant_plan: the same
+ * defaults and --layer overrides as tern quantize), and activations fake-quantized to 8-bit
+ * dynamic fixed point with the exponents of a tern_quantize() model of the same graph and
+ * options (so the calibration rule is src/quant's); straight-through gradients through both quantizers; SGD with momentum and
  * weight decay. Ops: Conv (groups 1), Gemm, Relu, LeakyRelu, Add, MaxPool, AveragePool,
  * GlobalAveragePool, Slice, Pad, Flatten/Reshape/Identity/Softmax(at the output).
  *
@@ -13,12 +13,13 @@
 #define TERN_TRAIN_H
 #include "format/qmodel.h"
 #include "graph/graph.h"
-#include "quant/wquant.h"
+#include "quant/quantize.h"
 
 typedef struct tern_train_opts {
-    int wtype, cluster;         /* body layers, as tern_qopts (cluster 0 = all input channels) */
-    enum tern_trule trule;
-    int keep_ends_8bit, depthwise_8bit;
+    /* The quantizer's plan of the graph (tern_quant_plan with the options the model will be
+     * quantized with): each weight layer's precision and the tensor ids of set_exponents. Not
+     * owned; must outlive the trainer. Required unless both quant_weights and quant_acts are 0. */
+    const tern_qplan *plan;
     float mean[3], std[3];      /* input normalisation (folded into the first conv by the quantizer) */
     float momentum, wd;         /* SGD momentum, weight decay (weights only, not biases) */
     int quant_acts;             /* fake-quantize activations (default 1) */
@@ -35,8 +36,9 @@ typedef struct tern_trainer tern_trainer;
 enum tern_status tern_trainer_new(tern_graph *g, const tern_train_opts *o, int max_batch, tern_trainer **out);
 void tern_trainer_free(tern_trainer *t);
 
-/* Take the activation exponents (and signedness) from m = tern_quantize(g, ...) of this graph:
- * every tensor the integer engine holds as 8 bits is fake-quantized with its exponent. */
+/* Take the activation exponents (and signedness) from m = tern_quantize(g, ...) of this graph with
+ * the options of the plan: every tensor the integer engine holds as 8 bits is fake-quantized
+ * with its exponent (read by the plan's tensor ids). */
 enum tern_status tern_trainer_set_exponents(tern_trainer *t, const tern_qmodel *m);
 
 /* Statistics correction before training (the BatchNorm re-estimation a folded network cannot do):
@@ -70,18 +72,5 @@ float *tern_trainer_weights(tern_trainer *t, int i, int *cout, int *K, float **b
 
 /* Graph value ids of the trained constants (weights, biases); returns how many (<= max). */
 int tern_trainer_params(const tern_trainer *t, int *values, int max);
-
-/* Copy the ONNX file src to dst with the float initializers named like the graph values
- * `values` replaced by their current data in g (src/train/onnx_patch.c). Fails, writing
- * nothing, if one has no initializer of that name and size (e.g. BatchNorm folded at import). */
-enum tern_status tern_onnx_patch_weights(const char *src, const char *dst, const tern_graph *g, const int *values, int nvalues);
-
-/* Deterministic PRNG (splitmix64) and CIFAR-style augmentation: random crop of a c x h x w
- * 8-bit image padded by `pad` pixels (value 0) and a random horizontal flip; writes the
- * normalised float image (p/255 - mean)/std into out[c][h][w]. */
-uint64_t tern_rng_next(uint64_t *s);
-uint32_t tern_rng_below(uint64_t *s, uint32_t n);
-void tern_augment(const uint8_t *chw, int c, int h, int w, int pad, int flip, uint64_t *rng, const float *mean,
-                  const float *std, float *out);
 
 #endif

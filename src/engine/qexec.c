@@ -1,5 +1,5 @@
 /* Integer engine. No floating point in this file (checked by tests/t_nofloat.sh). */
-#include "exec/qexec.h"
+#include "engine/qexec.h"
 #include <string.h>
 #include <time.h>
 

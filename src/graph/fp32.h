@@ -28,7 +28,7 @@ tern_fp32_ctx *tern_fp32_ctx_new(const tern_graph *g);
 void tern_fp32_ctx_free(tern_fp32_ctx *x);
 void tern_fp32_set_threads(int n);           /* OpenBLAS threads */
 
-/* Per-op kernels (src/exec/fp32_ops.c), referenced from the op table. */
+/* Per-op kernels (src/graph/fp32_ops.c), referenced from the op table. */
 void tern_fp32_conv(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_gemm(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_matmul(tern_fp32_ctx *x, const tern_node *n);

@@ -1,6 +1,6 @@
 /* FP32 kernels for the op table. Straightforward loops, except convolution and the fully
  * connected layers, which are (im2col +) OpenBLAS SGEMM. */
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <cblas.h>
 #include <math.h>
 #include <string.h>

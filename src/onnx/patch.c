@@ -2,7 +2,7 @@
  * whose name is a constant of the graph with the same element count gets the graph's data
  * (in place, keeping raw_data or float_data as the file had it). Everything else in the file
  * (nodes, attributes, metadata) is kept as is. */
-#include "train/train.h"
+#include "onnx/onnx.h"
 #include "onnx.pb-c.h"
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* FP32 executor: walks the graph in order, allocating each activation when produced and
  * freeing it after its last reader. */
-#include "exec/fp32.h"
+#include "graph/fp32.h"
 #include <cblas.h>
 #include <string.h>
 
