@@ -142,7 +142,7 @@ int cmd_quantize(int argc, char **argv) {
     if (!plain && !picked) q.bias_corr = q.opt_scales = q.opt_round = 1;
     if (!cli_apply_preset(&o)) return 2;
     const char *inputs[] = {path, o.calib, o.labels}; /* refuse before any work: never overwrite an input or a device */
-    if (tern_output_check(o.out, "-o", inputs, 3)) return cli_fail("quantize");
+    if (o.out && tern_output_check(o.out, "-o", inputs, 3)) return cli_fail("quantize");
     q.threads = o.threads;
     cli_model *m = NULL;
     tern_dataset *ds = NULL;
