@@ -36,7 +36,7 @@ for m in $sel; do
     onnx=$T/zoo/$m.onnx
     if is_unsupported "$m"; then
         s=$(date +%s%N)
-        "$TERN" quantize "$onnx" -o "$T/$m.tern" --calib "$T/cal" --calib-count 8 $PP --quiet > "$T/$m.err" 2>&1; rc=$?
+        "$TERN" quantize "$onnx" -o "$T/$m.tern" --plain --calib "$T/cal" --calib-count 8 $PP --quiet > "$T/$m.err" 2>&1; rc=$?
         ms=$(( ($(date +%s%N) - s) / 1000000 ))
         if [ $rc -ne 0 ] && [ ! -e "$T/$m.tern" ] && [ $ms -lt 2000 ] && grep -q "node '.*' (.*)" "$T/$m.err"; then
             ok "$m: refused in $ms ms: $(sed 's/^tern: quantize: [^:]*: //' "$T/$m.err" | head -1)"
@@ -47,7 +47,7 @@ for m in $sel; do
     for w in t8 8; do
         case $w in t8) wopt="--weights t --cluster 4";; 8) wopt="--weights 8";; esac
         tm=$T/$m.$w.tern
-        if ! "$TERN" quantize "$onnx" -o "$tm" --calib "$T/cal" --calib-count 8 $PP $wopt --threads 2 --quiet > /dev/null 2>"$T/$m.err"; then
+        if ! "$TERN" quantize "$onnx" -o "$tm" --plain --calib "$T/cal" --calib-count 8 $PP $wopt --threads 2 --quiet > /dev/null 2>"$T/$m.err"; then
             bad "$m $wopt: quantize: $(cat "$T/$m.err")"; continue
         fi
         same=1; first=""
