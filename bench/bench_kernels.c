@@ -1,9 +1,8 @@
 /* Conv kernel benchmark: for each layer shape and weight type, check the selected kernel against
  * the reference, then time it over a batch of images (one image per run() call, one thread) and
  * print one line: kernel, case, GMAC/s, speedup over the reference, and the fraction of this
- * machine's measured peak for the instruction the kernel is built on (vpdpbusd zmm on an AVX-512 VNNI
- * CPU; on AVX2, vpmaddubsw for ternary and
- * 4-bit codes, vpmaddwd for 8-bit codes).
+ * machine's measured peak for the instruction the kernel is built on (vpdpbusd zmm on an AVX-512
+ * VNNI CPU, for every code type; on AVX2, vpmaddubsw for ternary and 4-bit codes, vpmaddwd for 8-bit).
  *
  *   bench_kernels [--batch N] [--quick] [--noref] [--nopeak] [filter]   (filter: substring of "case weights")
  *

@@ -41,7 +41,8 @@
  * described, preprocessed into and queried (tern_model_describe, tern_model_layer, ...) from
  * several threads at once, but tern_model_run and tern_model_set_profiling on one model must not
  * overlap with any other call on that model (it owns its activation buffers); give each thread its
- * own model, or lock. The last-error message is per thread. tern_quantize_file is reentrant.
+ * own model, or lock. The last-error message is per thread. tern_quantize_file calls may run in
+ * several threads at once (they share only OpenBLAS's process-wide thread count).
  */
 #ifndef TERN_H
 #define TERN_H
@@ -106,8 +107,10 @@ typedef struct tern_model_options {
 } tern_model_options;
 TERN_API void tern_model_options_init(tern_model_options *o);
 
-/* Load and validate a .tern file, pack the weights for the chosen kernels and plan the buffers.
- * opts may be NULL (all automatic). */
+/* Load and validate a .tern file (every field checked; a malformed file is TERN_STATUS_FORMAT
+ * naming what is wrong). The engine (weights packed for the chosen kernels, buffers planned for
+ * max_batch) is built by the first tern_model_run or tern_model_set_profiling, so describing a
+ * model costs no activation memory; runs never allocate after that. opts may be NULL (automatic). */
 TERN_API enum tern_status tern_model_load(const char *path, const tern_model_options *opts, tern_model **out);
 /* The same from a .tern image in memory (copied: data may be freed after the call). name is used
  * in error messages (may be NULL). */

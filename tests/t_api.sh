@@ -126,5 +126,7 @@ $TERN eval "$T/q_meta.tern" --data "$TEST" --count 64 --quiet --dump "$T/dm" > /
 [ -s "$T/dm" ] && cmp -s "$T/dm" "$T/dp" && ok "quantize takes the normalisation from metadata_props (same logits as --preset cifar)" || bad "metadata quantize differs"
 if $TERN eval "$T/r20_badmeta.onnx" --data "$TEST" --count 8 --quiet > /dev/null 2> "$T/bad.err"; then bad "bad metadata accepted"
 elif grep -q "tern.std.*0.2,zero,1" "$T/bad.err"; then ok "bad metadata: $(cat "$T/bad.err")"; else bad "bad metadata message: $(cat "$T/bad.err")"; fi
+$TERN info "$T/r20_meta.onnx" | grep -q "^preprocessing (metadata_props): mean 0.485,0.456,0.406, std 0.229" && ok "tern info X.onnx shows metadata_props" ||
+    bad "tern info X.onnx: no metadata line"
 $TERN eval --help | grep -q -- "--mean A,B,C .*order the channels are fed" && ok "help: --mean in the order the channels are fed" || bad "help of --mean"
 finish

@@ -12,7 +12,7 @@ FT="finetune $R20 --train $TR --train-count 128 --calib-count 64 --weights t --c
 top1() { $TERN eval "$1" $EV > "$1.json" && field "$1.json" top1; }
 
 $TERN eval "$R20" --preset cifar $EV > "$T/fp32.json"; fp=$(field "$T/fp32.json" top1)
-$TERN quantize "$R20" -o "$T/plain.tern" --calib $TR --calib-count 64 --preset cifar --weights t --cluster 64 --quiet > /dev/null
+$TERN quantize "$R20" -o "$T/plain.tern" --plain --calib $TR --calib-count 64 --preset cifar --weights t --cluster 64 --quiet > /dev/null
 plain=$(top1 "$T/plain.tern")
 
 # --init ptq with no SGD: the quantizer's optimised weights, re-quantized through the plain path

@@ -4,9 +4,13 @@
 #  - ResNet-56 ternary N=4 (default policy) is at most 1/12 of the FP32 ONNX file;
 #  - the % of multiplications replaced equals an independent count from the ONNX layer shapes;
 #  - 8-bit weights stay within 0.3 point of FP32 on the CIFAR-10 test set (integer engine's own top-1);
-#  - logits are identical under every ISA level and thread count.
+#  - logits are identical under every ISA level and thread count;
+#  - a --write-layers policy file replays to the same bytes with --layers; bad policy lines and
+#    unknown layer names fail cleanly; --sensitivity reports every low-precision layer.
+# These check the engine and the format, so they use the plain quantizer (--plain: fast); the
+# default post-training path is checked in t_accuracy.sh.
 . "$(dirname "$0")/lib.sh"
-CAL="--calib $D/cifar10/data_batch_1.bin --calib-count 256 --preset cifar --quiet"
+CAL="--calib $D/cifar10/data_batch_1.bin --calib-count 256 --preset cifar --quiet --plain"
 R20=$D/models/cifar10/resnet20.onnx; R56=$D/models/cifar10/resnet56.onnx
 
 # determinism
@@ -62,12 +66,39 @@ done
 # calibrate on the even-numbered sample images, evaluate on 200 of the odd ones
 TD=$D/models/imagenet/tiny_darknet.onnx; IMN="--data $D/imagenet_sample --labels $D/models/imagenet/labels_darknet_order.txt"
 if $TERN quantize "$TD" -o "$T/td8.tern" --calib $D/imagenet_sample --labels $D/models/imagenet/labels_darknet_order.txt \
-        --preset darknet --calib-count 100 --weights 8 --threads 2 --quiet > /dev/null; then
+        --preset darknet --calib-count 100 --weights 8 --threads 2 --quiet --plain > /dev/null; then
     $TERN eval "$TD" $IMN --preset darknet --count 200 --offset 1 --batch 20 --threads 2 --json --quiet > "$T/f.json"
     $TERN eval "$T/td8.tern" $IMN --count 200 --offset 1 --batch 20 --threads 2 --json --quiet > "$T/q.json"
     f=$(field "$T/f.json" top1); q=$(field "$T/q.json" top1)
     awk -v f="$f" -v q="$q" 'BEGIN { exit !(f - q <= 3) }' && ok "tiny darknet 8-bit top-1 $q vs FP32 $f on 200 held-out images" || bad "tiny darknet 8-bit top-1 $q vs FP32 $f"
 else bad "quantize tiny darknet"; fi
+
+# per-layer policy file: written, replayed to the same bytes; bad files fail with file:line
+$TERN quantize "$R20" -o "$T/p1.tern" $CAL --layer 3=4:2 --layer /layer3/layer3.0/conv1/Conv=t:all --write-layers "$T/p.txt" > /dev/null \
+    && $TERN quantize "$R20" -o "$T/p2.tern" $CAL --layers "$T/p.txt" > /dev/null && cmp -s "$T/p1.tern" "$T/p2.tern" \
+    && grep -q '^/layer1/layer1.1/conv1/Conv=4:2 ' "$T/p.txt" && grep -q '^/layer3/layer3.0/conv1/Conv=t:all ' "$T/p.txt" \
+    && [ "$(grep -c '^[^#]' "$T/p.txt")" -eq 20 ] \
+    && ok "--write-layers lists all 20 weight layers and --layers replays it to identical bytes" || bad "--layers round trip"
+printf '# comment\n\n  2 = 8   # trailing comment\n' > "$T/c.txt"
+$TERN quantize "$R20" -o "$T/c1.tern" $CAL --layers "$T/c.txt" > /dev/null && $TERN quantize "$R20" -o "$T/c2.tern" $CAL --layer 2=8 > /dev/null \
+    && cmp -s "$T/c1.tern" "$T/c2.tern" && ok "--layers: comments, blank lines and spaces as --layer" || bad "--layers with comments"
+for bl in "foo" "3=t:x" "nosuchlayer=8"; do
+    printf '%s\n' "$bl" > "$T/bad.txt"
+    $TERN quantize "$R20" -o "$T/bad.tern" $CAL --layers "$T/bad.txt" > /dev/null 2> "$T/err"; rc=$?
+    [ $rc -ne 0 ] && [ ! -e "$T/bad.tern" ] && grep -q "tern quantize:" "$T/err" && ok "--layers '$bl': exit $rc, no output ($(head -c 90 "$T/err"))" || bad "--layers '$bl' rc $rc"
+done
+
+# --sensitivity: one row per low-precision layer (the 18 body layers; first and last are 8-bit)
+if $TERN quantize "$R20" $CAL --calib-count 64 --drop-count 300 --sensitivity --json > "$T/s.json" 2> "$T/s.err"; then
+    /usr/bin/python3 - "$T/s.json" <<'PY' && ok "--sensitivity: 18 layers with top-1, drop, KL >= 0, SQNR; not all alike" || bad "--sensitivity JSON ($(cat "$T/s.err" | head -c 200))"
+import json, sys
+j = json.load(open(sys.argv[1])); L = j["layers"]
+assert j["images"] == 300 and len(L) == 18, (j["images"], len(L))
+assert [l["index"] for l in L] == list(range(1, 19))
+assert all(l["kl"] >= 0 and abs(j["fp32_top1"] - l["top1"] - l["drop"]) < 1e-3 and l["weights"] == "t:4" for l in L)
+assert len(set(round(l["kl"], 6) for l in L)) > 1 and len(set(round(l["sqnr_db"], 3) for l in L)) > 1
+PY
+else bad "--sensitivity failed: $(head -c 200 "$T/s.err")"; fi
 
 # identical logits under every ISA and thread count (ternary and 4-bit models)
 $TERN quantize "$R20" -o "$T/t4.tern" $CAL --weights 4 --cluster 4 > /dev/null

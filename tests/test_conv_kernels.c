@@ -567,6 +567,13 @@ static void structured(enum tern_isa isa) {
         {12, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, 0, 1, 1, 5, 5, 1, 2, 0},    /* 4-bit -7 x -128, split */
         {64, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 0, 0, 0, 5, 5, 1, 1, 1},    /* 8-bit +127 x 255 */
         {5, 3, 1, 3, 3, 1, 1, 1, 1, 5, 5, 5, 5, 2, 2, 1, 1, 2, 2, 1, 0, 0},      /* pad bigger than input */
+        /* the VNNI kernel's s16 segment bounds (vpdpwssd applies the scale) and its tile shapes */
+        {128, 16, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 0, 0, 0, 3, 5, 1, 1, 1},   /* ternary: 32 steps of +1 x 255 */
+        {132, 16, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 0, 1, 0, 3, 5, 1, 2, 0},   /* 33 steps: must split, signed -1 */
+        {16, 16, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 4, 0, 0, 0, 3, 5, 1, 1, 1},    /* 4-bit: 4 steps of +7 x 255 */
+        {20, 16, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 4, 0, 1, 0, 3, 5, 1, 2, 0},    /* 4-bit: 5 steps, must split */
+        {24, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 0, 1, 5, 9, 2, 0, 2},    /* 2 + 1 blocks, 45 pixels */
+        {24, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 0, 1, 0, 4, 6, 1, 0, 1},    /* 8-bit one cluster, 5 blocks */
         /* wide rows: the AVX2 kernels split the rows into several bands of copied rows */
         {64, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 0, 0, 9, 120, 1, 0, 1},   /* 2 output rows per band */
         {64, 32, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 4, 1, 1, 11, 150, 1, 0, 2},  /* stride 2, signed */

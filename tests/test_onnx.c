@@ -3,8 +3,13 @@
 #include "graph/fp32.h"
 #include "graph/graph.h"
 #include "data/data.h"
+#include "onnx.pb-c.h"
+#include <dirent.h>
 #include <math.h>
 #include <unistd.h>
+
+/* The fuzz target's checks, to replay its saved findings (tests/fuzz_cases/onnx/) in the suite. */
+#include "fuzz_onnx.c"
 
 static char path_buf[4][512];
 static const char *data_path(int slot, const char *rel) {
@@ -111,11 +116,335 @@ static void test_garbage(void) {
     unlink(tmp);
 }
 
-int main(void) {
+
+/* Every input the ONNX fuzzer once failed on (kept in tests/fuzz_cases/onnx/) now passes its
+ * checks: a graph tern can rely on or a clean error (a failure traps, and ASan/UBSan watch). */
+static void test_fuzz_cases(void) {
+    const char *dir = "tests/fuzz_cases/onnx";
+    DIR *d = opendir(dir);
+    if (!d) SKIP("%s not found (run from the repository root)", dir);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        uint8_t *buf;
+        size_t len;
+        CHECK(tern_read_file(p, &buf, &len) == 0, "%s", tern_last_error());
+        if (check_failed_now) break;
+        LLVMFuzzerTestOneInput(buf, len);
+        free(buf);
+        n++;
+    }
+    closedir(d);
+    fprintf(stderr, "  %d saved fuzz inputs replayed\n", n);
+    CHECK(n > 0, "no cases in %s", dir);
+}
+
+/* ---- small models built with protobuf-c, for the limits and the bad-input checks ---------- */
+
+typedef struct {
+    Onnx__ModelProto m;
+    Onnx__GraphProto g;
+    Onnx__OperatorSetIdProto op;
+    Onnx__OperatorSetIdProto *ops[1];
+    Onnx__ValueInfoProto in, out, *ins[1], *outs[1];
+    Onnx__TypeProto tp;
+    Onnx__TypeProto__Tensor tt;
+    Onnx__TensorShapeProto sh;
+    Onnx__TensorShapeProto__Dimension dim[4], *dims[4];
+    Onnx__NodeProto *nodes;
+    Onnx__NodeProto **pnodes;
+    Onnx__TensorProto *inits, **pinits;
+} mini;
+
+/* A graph x[1,C,4,4] -> nnodes nodes (filled by the caller) -> y, with ninit initializers. */
+static void mini_init(mini *b, int c, int nnodes, int ninit) {
+    memset(b, 0, sizeof *b);
+    onnx__model_proto__init(&b->m);
+    onnx__graph_proto__init(&b->g);
+    onnx__operator_set_id_proto__init(&b->op);
+    b->op.has_version = 1;
+    b->op.version = 13;
+    b->ops[0] = &b->op;
+    b->m.opset_import = b->ops;
+    b->m.n_opset_import = 1;
+    b->m.has_ir_version = 1;
+    b->m.ir_version = 7;
+    b->m.graph = &b->g;
+    onnx__value_info_proto__init(&b->in);
+    onnx__value_info_proto__init(&b->out);
+    onnx__type_proto__init(&b->tp);
+    onnx__type_proto__tensor__init(&b->tt);
+    onnx__tensor_shape_proto__init(&b->sh);
+    int64_t d[4] = {1, c, 4, 4};
+    for (int i = 0; i < 4; i++) {
+        onnx__tensor_shape_proto__dimension__init(&b->dim[i]);
+        b->dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+        b->dim[i].dim_value = d[i];
+        b->dims[i] = &b->dim[i];
+    }
+    b->sh.dim = b->dims;
+    b->sh.n_dim = 4;
+    b->tt.has_elem_type = 1;
+    b->tt.elem_type = 1;
+    b->tt.shape = &b->sh;
+    b->tp.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    b->tp.tensor_type = &b->tt;
+    b->in.name = "x";
+    b->in.type = &b->tp;
+    b->out.name = "y";
+    b->ins[0] = &b->in;
+    b->outs[0] = &b->out;
+    b->g.input = b->ins;
+    b->g.n_input = 1;
+    b->g.output = b->outs;
+    b->g.n_output = 1;
+    b->nodes = calloc((size_t)nnodes, sizeof *b->nodes);
+    b->pnodes = calloc((size_t)nnodes, sizeof *b->pnodes);
+    for (int i = 0; i < nnodes; i++) {
+        onnx__node_proto__init(&b->nodes[i]);
+        b->pnodes[i] = &b->nodes[i];
+    }
+    b->g.node = b->pnodes;
+    b->g.n_node = (size_t)nnodes;
+    b->inits = calloc((size_t)ninit + 1, sizeof *b->inits);
+    b->pinits = calloc((size_t)ninit + 1, sizeof *b->pinits);
+    for (int i = 0; i < ninit; i++) {
+        onnx__tensor_proto__init(&b->inits[i]);
+        b->pinits[i] = &b->inits[i];
+    }
+    b->g.initializer = b->pinits;
+    b->g.n_initializer = (size_t)ninit;
+}
+
+static enum tern_status mini_import(mini *b, tern_graph **g) {
+    size_t n = onnx__model_proto__get_packed_size(&b->m);
+    uint8_t *buf = malloc(n);
+    onnx__model_proto__pack(&b->m, buf);
+    enum tern_status st = tern_onnx_import_mem(buf, n, "mini.onnx", g);
+    free(buf);
+    return st;
+}
+
+static void mini_free(mini *b) {
+    free(b->nodes);
+    free(b->pnodes);
+    free(b->inits);
+    free(b->pinits);
+}
+
+/* Names are kept in a static pool: node i reads names[...] */
+static char names[3][200000][16];
+
+static void node1(Onnx__NodeProto *nd, const char *op, char **in, size_t nin, char **out) {
+    nd->op_type = (char *)op;
+    nd->input = in;
+    nd->n_input = nin;
+    nd->output = out;
+    nd->n_output = 1;
+}
+
+/* A chain of Relu nodes ending in a Concat of `width` of them; the FP32 run checks the data. */
+static void wide_concat(int width, int chain) {
+    mini b;
+    mini_init(&b, 1, chain + 1, 0);
+    static char *ins[200000], *outs[200000], *cat_in[100000], *yname[1] = {"y"};
+    for (int i = 0; i < chain; i++) {
+        snprintf(names[0][i], 16, "r%d", i);
+        ins[i] = i ? names[0][i - 1] : "x";
+        outs[i] = names[0][i];
+        node1(&b.nodes[i], "Relu", &ins[i], 1, &outs[i]);
+    }
+    for (int i = 0; i < width; i++) cat_in[i] = names[0][(chain - 1) - i % chain];
+    node1(&b.nodes[chain], "Concat", cat_in, (size_t)width, yname);
+    Onnx__AttributeProto ax, *axp[1] = {&ax};
+    onnx__attribute_proto__init(&ax);
+    ax.name = "axis";
+    ax.has_i = 1;
+    ax.i = 1;
+    ax.has_type = 1;
+    ax.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    b.nodes[chain].attribute = axp;
+    b.nodes[chain].n_attribute = 1;
+    tern_graph *g = NULL;
+    enum tern_status st = mini_import(&b, &g);
+    CHECK(st == TERN_STATUS_OK, "Concat of %d inputs after %d nodes: %s", width, chain, tern_last_error());
+    if (!st) {
+        const tern_value *y = &g->values[g->output];
+        CHECK(y->ndim == 4 && y->dims[1] == width, "output channels %lld, want %d", (long long)y->dims[1], width);
+        float in[16], *out;
+        for (int i = 0; i < 16; i++) in[i] = (float)i - 7.5f;
+        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+        const float *yo;
+        int64_t yd[TERN_MAX_DIMS];
+        int yn;
+        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        out = (float *)yo;
+        for (int c = 0; c < width && !check_failed_now; c++)
+            for (int i = 0; i < 16; i++) CHECK(out[c * 16 + i] == fmaxf(in[i], 0.0f), "channel %d pixel %d", c, i);
+        tern_fp32_ctx_free(x);
+    }
+    tern_graph_free(g);
+    mini_free(&b);
+}
+
+/* No fixed cap on node inputs (DenseNet's 60-input Concat; more); deep chains import. */
+static void test_wide_concat(void) { wide_concat(60, 5); wide_concat(5000, 3); }
+static void test_deep_chain(void) { wide_concat(2, 10000); }
+
+/* The node-count and node-input limits are errors that name them. */
+static void test_limits(void) {
+    mini b;
+    mini_init(&b, 1, TERN_MAX_NODES + 1, 0);
+    static char *ins[TERN_MAX_NODES + 2], *outs[TERN_MAX_NODES + 2];
+    for (int i = 0; i <= TERN_MAX_NODES; i++) {
+        snprintf(names[1][i], 16, "n%d", i);
+        ins[i] = i ? names[1][i - 1] : "x";
+        outs[i] = i == TERN_MAX_NODES ? "y" : names[1][i];
+        node1(&b.nodes[i], "Relu", &ins[i], 1, &outs[i]);
+    }
+    tern_graph *g = NULL;
+    CHECK(mini_import(&b, &g) == TERN_STATUS_UNSUPPORTED && !g, "%d nodes accepted", TERN_MAX_NODES + 1);
+    CHECK(strstr(tern_last_error(), "TERN_MAX_NODES") && strstr(tern_last_error(), "mini.onnx"), "message: %s", tern_last_error());
+    mini_free(&b);
+
+    mini_init(&b, 1, 1, 0);
+    static char *many[TERN_MAX_NODE_IN + 1], *y[1] = {"y"};
+    for (int i = 0; i <= TERN_MAX_NODE_IN; i++) many[i] = "x";
+    node1(&b.nodes[0], "Concat", many, TERN_MAX_NODE_IN + 1, y);
+    CHECK(mini_import(&b, &g) == TERN_STATUS_UNSUPPORTED && !g, "%d inputs accepted", TERN_MAX_NODE_IN + 1);
+    CHECK(strstr(tern_last_error(), "TERN_MAX_NODE_IN") != NULL, "message: %s", tern_last_error());
+    mini_free(&b);
+}
+
+/* A Conv whose weight (or bias) holds NaN/Inf, a duplicated initializer and a node output that
+ * shadows an initializer are errors naming the value. */
+static void test_bad_values(void) {
+    static const struct { const char *what; float wval, bval; int dup, shadow; const char *needle; } cases[] = {
+        {"NaN weight", NAN, 0, 0, 0, "NaN"}, {"+Inf weight", INFINITY, 0, 0, 0, "+Inf"},
+        {"-Inf bias", 0.5f, -INFINITY, 0, 0, "-Inf"}, {"NaN bias", 0.5f, NAN, 0, 0, "'b'"},
+        {"duplicate initializer", 0.5f, 0, 1, 0, "'w' is defined twice"},
+        {"node output shadows an initializer", 0.5f, 0, 0, 1, "'b' is defined twice"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mini b;
+        mini_init(&b, 2, 2, 3);
+        float w[4 * 2] = {0.5f, -0.25f, 1, 2, 3, 4, 5, 6}, w2[8] = {1, 1, 1, 1, 1, 1, 1, 1}, bias[4] = {0, 1, 2, 3};
+        w[5] = cases[k].wval;
+        bias[2] = cases[k].bval;
+        int64_t wd[4] = {4, 2, 1, 1}, bd[1] = {4};
+        char *names3[3] = {"w", cases[k].dup ? "w" : "w_unused", "b"};
+        float *vals[3] = {w, w2, bias};
+        int64_t *dd[3] = {wd, wd, bd};
+        size_t nd[3] = {4, 4, 1}, nv[3] = {8, 8, 4};
+        for (int i = 0; i < 3; i++) {
+            b.inits[i].name = names3[i];
+            b.inits[i].has_data_type = 1;
+            b.inits[i].data_type = 1;
+            b.inits[i].dims = dd[i];
+            b.inits[i].n_dims = nd[i];
+            b.inits[i].float_data = vals[i];
+            b.inits[i].n_float_data = nv[i];
+        }
+        static char *cin[3] = {"x", "w", "b"}, *cout[1] = {"c"}, *rin[1] = {"c"}, *rout[1] = {"y"}, *rout_b[1] = {"b"};
+        node1(&b.nodes[0], "Conv", cin, 3, cout);
+        node1(&b.nodes[1], "Relu", rin, 1, cases[k].shadow ? rout_b : rout);
+        if (cases[k].shadow) b.out.name = "b";
+        tern_graph *g = NULL;
+        enum tern_status st = mini_import(&b, &g);
+        CHECK(st != TERN_STATUS_OK && !g, "%s accepted", cases[k].what);
+        CHECK(strstr(tern_last_error(), cases[k].needle) && strstr(tern_last_error(), "mini.onnx"), "%s: message '%s' lacks '%s'",
+              cases[k].what, tern_last_error(), cases[k].needle);
+        tern_graph_free(g);
+        mini_free(&b);
+    }
+}
+
+
+/* The deterministic SGEMM is, bit for bit, the plain sequential float sum over k (the
+ * definition; this file is built without FMA contraction), for awkward shapes (tiles' tails, K
+ * across blocks), both layouts of B, 1 and 3 threads. tests/t_repro.sh runs this again under
+ * TERN_ISA=ref, which takes the baseline kernel instead of the AVX2 one. */
+static void test_sgemm_det(void) {
+    static const int shapes[][3] = {{1, 1, 1}, {5, 7, 3}, {6, 16, 256}, {7, 17, 257}, {13, 33, 600}, {64, 64, 576}, {10, 3, 64}, {2, 100, 1}};
+    uint32_t s = 1;
+    tern_pool *pool3 = tern_pool_create(3);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+        float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N), *Bt = malloc(sizeof(float) * K * N);
+        float *C = malloc(sizeof(float) * M * N), *R = malloc(sizeof(float) * M * N);
+        for (int k = 0; k < M * K; k++) { s = s * 1664525u + 1013904223u; A[k] = (float)(int32_t)s * 0x1p-31f; }
+        for (int k = 0; k < K * N; k++) { s = s * 1664525u + 1013904223u; B[k] = (float)(int32_t)s * 0x1p-29f; }
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < N; j++) Bt[j * K + k] = B[k * N + j];
+        for (int r = 0; r < M; r++)
+            for (int j = 0; j < N; j++) {
+                float acc = 0.0f;
+                for (int k = 0; k < K; k++) {
+                    float t = A[r * K + k] * B[k * N + j];
+                    acc = acc + t;
+                }
+                R[r * N + j] = acc;
+            }
+        for (int v = 0; v < 4; v++) {
+            memset(C, 0xff, sizeof(float) * M * N);
+            CHECK(tern_sgemm_det(M, N, K, A, K, v & 1 ? Bt : B, v & 1 ? K : N, v & 1, C, N, v & 2 ? pool3 : NULL) == 0, "status");
+            CHECK(memcmp(C, R, sizeof(float) * M * N) == 0, "M%d N%d K%d transb %d threads %d: not the sequential sum", M, N, K, v & 1, v & 2 ? 3 : 1);
+        }
+        free(A); free(B); free(Bt); free(C); free(R);
+    }
+    tern_pool_free(pool3);
+}
+
+/* `test_onnx --fp32-hash THREADS [--openblas]`: FNV-1a of the FP32 logits of ResNet-20 on 16
+ * test images (tests/t_repro.sh compares it across CPUs' OpenBLAS kernels, ISAs and threads). */
+static int fp32_hash(int threads, int openblas) {
+    tern_graph *g;
+    tern_dataset *ds;
+    tern_preproc pp = {0};
+    if (tern_onnx_import(data_path(0, "models/cifar10/resnet20.onnx"), &g) ||
+        tern_dataset_open(data_path(1, "cifar10/test_batch.bin"), NULL, &pp, &ds)) {
+        fprintf(stderr, "%s\n", tern_last_error());
+        return 1;
+    }
+    float *in = malloc(sizeof(float) * 16 * 3072);
+    uint8_t px[3072];
+    for (int i = 0; i < 16; i++) {
+        tern_dataset_read(ds, i, px, NULL);
+        for (int k = 0; k < 3072; k++) in[i * 3072 + k] = px[k] / 255.0f - 0.5f;
+    }
+    tern_fp32_set_threads(threads);
+    tern_fp32_set_openblas(openblas);
+    tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+    const float *y;
+    int64_t yd[TERN_MAX_DIMS];
+    int nd;
+    if (tern_fp32_run(x, in, 16, &y, yd, &nd)) { fprintf(stderr, "%s\n", tern_last_error()); return 1; }
+    uint64_t h = 1469598103934665603ULL;
+    const uint8_t *b = (const uint8_t *)y;
+    for (size_t i = 0; i < sizeof(float) * 160; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    printf("%016llx\n", (unsigned long long)h);
+    tern_fp32_ctx_free(x);
+    tern_dataset_free(ds);
+    tern_graph_free(g);
+    free(in);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "--fp32-hash")) return fp32_hash(atoi(argv[2]), argc > 3 && !strcmp(argv[3], "--openblas"));
     RUN(test_golden_torch_export);
     RUN(test_golden_folded);
     RUN(test_missing_file);
     RUN(test_truncated);
     RUN(test_garbage);
+    RUN(test_fuzz_cases);
+    RUN(test_wide_concat);
+    RUN(test_deep_chain);
+    RUN(test_limits);
+    RUN(test_bad_values);
+    RUN(test_sgemm_det);
     return check_summary();
 }

@@ -316,6 +316,13 @@ enum tern_status cli_dataset_open(const cli_opts *o, const cli_model *m, tern_da
         *ds = NULL;
         return tern_errorf(TERN_STATUS_SHAPE, "%s: images are %dx%dx%d but the model takes %dx%dx%d", o->data, c, h, w, m->c, m->h, m->w);
     }
+    int k = tern_dataset_nclasses(*ds); /* a label the model cannot output would be scored as a silent miss */
+    if ((o->labels && k != m->nclasses) || k > m->nclasses) {
+        tern_dataset_free(*ds);
+        *ds = NULL;
+        return tern_errorf(TERN_STATUS_SHAPE, "%s: %s %d classes but the model has %d outputs", o->labels ? o->labels : o->data,
+                           o->labels ? "the label file lists" : "the labels name", k, m->nclasses);
+    }
     return TERN_STATUS_OK;
 }
 

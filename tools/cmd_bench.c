@@ -2,6 +2,7 @@
  * models a per-layer table (time, GMAC/s, share of the machine's measured int8 peak). Inputs are
  * real images when --data is given, else a fixed pseudo-random pattern. */
 #include "cli.h"
+#include "graph/fp32.h"
 #include "kernels/peak.h"
 #include <string.h>
 
@@ -35,6 +36,7 @@ static int time_runs(cli_model *m, const uint8_t *px, int batch, double budget, 
 }
 
 int cmd_bench(int argc, char **argv) {
+    tern_fp32_set_openblas(1); /* FP32 timings: OpenBLAS, as the peers use their best GEMM */
     cli_opts o;
     cli_opts_init(&o);
     const char *path = NULL, *threads = "1,2";

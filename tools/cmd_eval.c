@@ -1,5 +1,7 @@
 /* tern eval MODEL --data PATH: top-1/top-5 accuracy and images/s over a labelled dataset. */
 #include "cli.h"
+#include "core/outfile.h"
+#include "graph/fp32.h"
 #include <string.h>
 
 int cmd_eval(int argc, char **argv) {
@@ -24,7 +26,9 @@ int cmd_eval(int argc, char **argv) {
     int *idx = NULL, *labels = NULL, rc = 1;
     uint8_t *px = NULL;
     double *scores = NULL;
+    tern_outfile dump_file = {0};
     FILE *dump = NULL;
+    tern_fp32_set_openblas(1); /* FP32 evaluation: speed only, nothing here is written into a model */
     if (cli_model_load(path, &o, &m)) { rc = cli_fail("eval"); goto done; }
     if (cli_dataset_open(&o, m, &ds)) { rc = cli_fail("eval"); goto done; }
     int count = o.count;
@@ -35,10 +39,12 @@ int cmd_eval(int argc, char **argv) {
     labels = tern_malloc(sizeof(int) * (size_t)o.batch);
     if (!idx || !px || !scores || !labels) { rc = cli_fail("eval"); goto done; }
     int top1 = 0, top5 = 0, labelled = 0, k = m->nclasses < 5 ? m->nclasses : 5;
-    if (o.dump && !(dump = fopen(o.dump, "w"))) {
-        fprintf(stderr, "tern: eval: cannot write %s\n", o.dump);
+    const char *inputs[] = {path, o.data, o.labels};
+    if (o.dump && (tern_output_check(o.dump, "--dump", inputs, 3) || tern_outfile_open(&dump_file, o.dump, "--dump"))) {
+        rc = cli_fail("eval");
         goto done;
     }
+    dump = dump_file.f; /* written to a temporary file, renamed into place when complete */
     double t0 = tern_now(), t_run = 0;
     for (int s = 0; s < count; s += o.batch) {
         int b = count - s < o.batch ? count - s : o.batch;
@@ -77,7 +83,8 @@ int cmd_eval(int argc, char **argv) {
     }
     rc = 0;
 done:
-    if (dump && fclose(dump) != 0 && rc == 0) rc = cli_fail("eval: writing the dump");
+    if (dump && rc == 0 && tern_outfile_commit(&dump_file)) rc = cli_fail("eval: writing the dump");
+    tern_outfile_abort(&dump_file);
     free(idx);
     free(px);
     free(scores);

@@ -5,6 +5,7 @@
  * weights and 8-bit activations in the forward pass, and writes the result through the ordinary
  * quantizer: OUT.tern is a plain .tern file. */
 #include "cli.h"
+#include "core/outfile.h"
 #include "graph/fp32.h"
 #include "engine/qexec.h"
 #include "quant/quantize.h"
@@ -157,6 +158,9 @@ int cmd_finetune(int argc, char **argv) {
     if (!path || !o.out || !train) { fprintf(stderr, "%s", help); return 2; }
     if (correct < 0) correct = !init_ptq;
     if (!cli_apply_preset(&o)) return 2;
+    const char *inputs[] = {path, train, val, o.labels}; /* never overwrite an input or a device */
+    if (tern_output_check(o.out, "-o", inputs, 4) || (save_onnx && tern_output_check(save_onnx, "--save-onnx", inputs, 4)))
+        return cli_fail("finetune");
     memcpy(q.mean, o.mean, sizeof q.mean);
     memcpy(q.std, o.std, sizeof q.std);
     q.threads = o.threads;

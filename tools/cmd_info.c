@@ -1,6 +1,7 @@
 /* tern info MODEL: the layer table of an ONNX model (or a .tern file, see cmd_info_tern). */
 #include "cli.h"
 #include "graph/graph.h"
+#include "api/api.h"
 #include <string.h>
 
 static int64_t params_of(const tern_graph *g, const tern_node *n) {
@@ -43,6 +44,9 @@ int cmd_info(int argc, char **argv) {
     else {
         tern_value_shape_str(&g->values[g->input], shape, sizeof shape);
         printf("%s: input %s %s, %d nodes\n", path, g->values[g->input].name, shape, g->nnodes);
+        char meta[256];
+        tern_graph_meta_str(g, meta, sizeof meta);
+        if (meta[0]) printf("preprocessing (metadata_props): %s\n", meta);
         printf("%4s  %-34s %-18s %-20s %10s %14s\n", "#", "name", "op", "output", "params", "MACs");
     }
     for (int i = 0; i < g->nnodes; i++) {

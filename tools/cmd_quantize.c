@@ -1,17 +1,20 @@
 /* tern quantize MODEL.onnx -o OUT.tern --calib DATA: ternary/4-bit/8-bit weights per policy,
  * 8-bit dynamic fixed point activations calibrated on DATA, and a per-layer report. */
 #include "cli.h"
+#include "core/outfile.h"
 #include "api/api.h"
 #include "engine/qexec.h"
 #include "format/qmodel.h"
 #include "quant/quantize.h"
+#include "layer_policy.h"
 #include <math.h>
 #include <string.h>
 
 static const char *help =
     "usage: tern quantize MODEL.onnx -o OUT.tern --calib DATA [options]\n"
     "  -o FILE               output .tern file\n"
-    "  --calib DATA          calibration images (CIFAR .bin or image folder); never the test set\n"
+    "  --calib DATA          calibration images (CIFAR .bin or image folder); never the test set. Repeat it for\n"
+    "                        several sources (up to 8): --calib-count is shared equally among them\n"
     "  --calib-count K       calibration images, spread over DATA (default 500)\n"
     "  --calib-offset K      start the spread at item K (to keep calibration and evaluation disjoint)\n"
     "  --weights t|4|8       weight type of the body layers (default t: ternary)\n"
@@ -20,13 +23,16 @@ static const char *help =
     "  --calib-rule R        mse (default) or maxabs\n"
     "  --layer KEY=SPEC      per-layer override; KEY = name or weight-layer index, SPEC = t[:N], 4[:N], 8\n"
     "  --all-layers          quantize the first and last layers by --weights too (default: keep them 8-bit)\n"
+    "  --plain               the plain quantizer only (no post-training optimisation; the default is --ptq)\n"
     "  --bias-corr           bias correction: per output channel, remove the mean output shift of quantization\n"
     "  --opt-scales          refit cluster scales by least squares on calibration activations\n"
-    "  --opt-round           choose ternary/n-bit codes by coordinate descent on the layer output error\n"
-    "  --ptq                 all three (--bias-corr --opt-scales --opt-round)\n"
+    "  --opt-round           choose ternary/n-bit codes to minimise the layer output error (--opt-method)\n"
+    "  --ptq                 all three (--bias-corr --opt-scales --opt-round): the default; naming only some of\n"
+    "                        them runs only those\n"
     "  --opt-flip            the three above also use each of their images mirrored left-right\n"
     "  --opt-damp R          ridge term of the three above, relative to the mean input power (default 0.001)\n"
     "  --opt-images K        calibration images used by the three above (default 64)\n"
+    "  --opt-method M        how --opt-round chooses codes: cd (coordinate descent), gptq (error feedback),\n                        gptq+cd (both; the default)\n"
     "  --verbose             per-layer progress of the above\n"
     "  --max-drop D          accuracy budget: raise precision (t:1 or 4-bit) on the most sensitive layers, priced by the\n"
     "                        multiplications they stop replacing, until top-1 on a held-out split of the calibration\n"
@@ -35,6 +41,10 @@ static const char *help =
     "  --min-replaced F      --max-drop keeps at least this fraction of multiplications replaced (default 0.8)\n"
     "  --drop-count K        images of that split (default 5000; spread over the calibration data's images that are not\n"
     "                        calibration images)\n"
+    "  --layers FILE         per-layer policy file: KEY=SPEC lines (KEY = name or index), '#' comments\n"
+    "  --write-layers FILE   write every weight layer's precision as used (after --max-drop: its result) to FILE\n"
+    "  --sensitivity         no model: per layer, top-1 drop, KL to FP32 and logit SQNR on the --drop-count held-out\n"
+    "                        calibration images when only that layer is low precision (the others 8-bit)\n"
     "  --json                report as JSON\n";
 
 int cmd_quantize(int argc, char **argv) {
@@ -43,7 +53,9 @@ int cmd_quantize(int argc, char **argv) {
     tern_qopts q;
     tern_qopts_init(&q);
     const char *path = NULL;
-    int calib_count = 500, calib_offset = 0, drop_count = 5000;
+    int calib_count = 500, calib_offset = 0, drop_count = 5000, nextra = 0, ncal0, plain = 0, picked = 0, sensitivity = 0;
+    const char *extra[7];       /* further --calib sources: calib_count is shared equally among all */
+    const char *write_layers = NULL;
     double max_drop = -1, drop_margin = 0, min_repl = 0.8;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -54,7 +66,11 @@ int cmd_quantize(int argc, char **argv) {
             return 2;
         }
         if (!strcmp(a, "-o")) o.out = argv[++i];
-        else if (!strcmp(a, "--calib")) o.calib = argv[++i];
+        else if (!strcmp(a, "--calib")) {
+            if (!o.calib) o.calib = argv[++i];
+            else if (nextra < 7) extra[nextra++] = argv[++i];
+            else { fprintf(stderr, "tern quantize: at most 8 --calib sources\n"); return 2; }
+        }
         else if (!strcmp(a, "--calib-offset")) { calib_offset = atoi(argv[++i]); if (calib_offset < 0) { fprintf(stderr, "tern quantize: bad --calib-offset\n"); return 2; } }
         else if (!strcmp(a, "--calib-count")) { calib_count = atoi(argv[++i]); if (calib_count < 1) { fprintf(stderr, "tern quantize: bad --calib-count\n"); return 2; } }
         else if (!strcmp(a, "--weights")) { if (!tern_parse_wspec(argv[++i], &q.wtype, &q.cluster)) { fprintf(stderr, "tern quantize: bad --weights '%s' (t, 4 or 8)\n", v); return 2; } }
@@ -76,10 +92,14 @@ int cmd_quantize(int argc, char **argv) {
             i++;
             if (!tern_qopts_add_rule(&q, v)) { fprintf(stderr, "tern quantize: --layer: %s\n", tern_last_error()); return 2; }
         } else if (!strcmp(a, "--all-layers")) q.keep_ends_8bit = 0;
-        else if (!strcmp(a, "--bias-corr")) q.bias_corr = 1;
-        else if (!strcmp(a, "--opt-scales")) q.opt_scales = 1;
-        else if (!strcmp(a, "--opt-round")) q.opt_round = 1;
-        else if (!strcmp(a, "--ptq")) q.bias_corr = q.opt_scales = q.opt_round = 1;
+        else if (!strcmp(a, "--bias-corr")) q.bias_corr = picked = 1;
+        else if (!strcmp(a, "--opt-scales")) q.opt_scales = picked = 1;
+        else if (!strcmp(a, "--opt-round")) q.opt_round = picked = 1;
+        else if (!strcmp(a, "--ptq")) q.bias_corr = q.opt_scales = q.opt_round = picked = 1;
+        else if (!strcmp(a, "--plain")) plain = 1;
+        else if (!strcmp(a, "--sensitivity")) sensitivity = 1;
+        else if (!strcmp(a, "--layers")) { if (!v || !cli_layers_read(argv[++i], &q)) return 2; }
+        else if (!strcmp(a, "--write-layers")) { if (!v) { fprintf(stderr, "tern quantize: --write-layers needs a file\n"); return 2; } write_layers = argv[++i]; }
         else if (!strcmp(a, "--verbose")) q.verbose = 1;
         else if (!strcmp(a, "--max-drop")) {
             char *end;
@@ -98,6 +118,13 @@ int cmd_quantize(int argc, char **argv) {
             char *end;
             if (!v || (q.opt_damp = strtof(argv[++i], &end)) < 0 || *end) { fprintf(stderr, "tern quantize: bad --opt-damp\n"); return 2; }
         }
+        else if (!strcmp(a, "--opt-method")) {
+            const char *mm = i + 1 < argc ? argv[++i] : "";
+            if (!strcmp(mm, "cd")) q.opt_method = TERN_OPT_CD;
+            else if (!strcmp(mm, "gptq")) q.opt_method = TERN_OPT_GPTQ;
+            else if (!strcmp(mm, "gptq+cd")) q.opt_method = TERN_OPT_GPTQ_CD;
+            else { fprintf(stderr, "tern quantize: bad --opt-method '%s' (cd, gptq, gptq+cd)\n", mm); return 2; }
+        }
         else if (!strcmp(a, "--opt-images")) {
             if (!v || (q.opt_images = atoi(argv[++i])) < 1) { fprintf(stderr, "tern quantize: bad --opt-images\n"); return 2; }
         }
@@ -109,8 +136,13 @@ int cmd_quantize(int argc, char **argv) {
             path = a;
         }
     }
-    if (!path || !o.out || !o.calib) { fprintf(stderr, "%s", help); return 2; }
+    if (!path || (!o.out && !sensitivity) || !o.calib) { fprintf(stderr, "%s", help); return 2; }
+    if (nextra && (max_drop >= 0 || sensitivity)) { fprintf(stderr, "tern quantize: --max-drop and --sensitivity take one --calib source (their split comes from it)\n"); return 2; }
+    /* The default is the post-training path (--ptq); --plain, or naming some of its parts, picks less. */
+    if (!plain && !picked) q.bias_corr = q.opt_scales = q.opt_round = 1;
     if (!cli_apply_preset(&o)) return 2;
+    const char *inputs[] = {path, o.calib, o.labels}; /* refuse before any work: never overwrite an input or a device */
+    if (o.out && tern_output_check(o.out, "-o", inputs, 3)) return cli_fail("quantize");
     q.threads = o.threads;
     cli_model *m = NULL;
     tern_dataset *ds = NULL;
@@ -119,6 +151,7 @@ int cmd_quantize(int argc, char **argv) {
     int *idx = NULL, rc = 1;
     if (cli_model_load(path, &o, &m)) { rc = cli_fail("quantize"); goto done; }
     if (strcmp(m->kind, "fp32")) { fprintf(stderr, "tern quantize: %s is already quantized\n", path); goto done; }
+    if (!cli_layers_check(cli_model_graph(m), &q)) { rc = 2; goto done; }
     memcpy(q.mean, m->mean, sizeof q.mean); /* options, else the model's metadata */
     memcpy(q.std, m->std, sizeof q.std);
     o.data = o.calib;
@@ -127,12 +160,33 @@ int cmd_quantize(int argc, char **argv) {
     q.bgr = pp.bgr;
     q.resize_short = pp.resize_short;
     q.crop = pp.crop_h;
-    idx = cli_subset(tern_dataset_count(ds), &calib_count, calib_offset);
+    ncal0 = calib_count / (nextra + 1) + (calib_count % (nextra + 1) > 0);
+    idx = cli_subset(tern_dataset_count(ds), &ncal0, calib_offset);
     size_t per = (size_t)m->c * m->h * m->w;
     px = tern_malloc(per * (size_t)calib_count);
     if (!idx || !px) { rc = cli_fail("quantize"); goto done; }
-    for (int i = 0; i < calib_count; i++)
+    for (int i = 0; i < ncal0; i++)
         if (tern_dataset_read(ds, idx[i], px + per * (size_t)i, NULL)) { rc = cli_fail("quantize"); goto done; }
+    /* further sources: each its equal share, spread over it, after the first source's images */
+    int total = ncal0;
+    for (int s = 0; s < nextra; s++) {
+        tern_dataset *dx = NULL;
+        o.data = extra[s];
+        if (cli_dataset_open(&o, m, &dx)) { rc = cli_fail("quantize"); goto done; }
+        int share = calib_count / (nextra + 1) + (calib_count % (nextra + 1) > s + 1);
+        int *ix = cli_subset(tern_dataset_count(dx), &share, calib_offset), bad = !ix;
+        for (int i = 0; !bad && i < share; i++)
+            bad = tern_dataset_read(dx, ix[i], px + per * (size_t)total++, NULL) != TERN_STATUS_OK;
+        free(ix);
+        tern_dataset_free(dx);
+        if (bad) { rc = cli_fail("quantize"); goto done; }
+    }
+    calib_count = total;
+    o.data = o.calib;
+    if (sensitivity) {
+        rc = cli_sensitivity(cli_model_graph(m), &q, ds, idx, px, calib_count, drop_count, o.json) ? 0 : 1;
+        goto done;
+    }
     double t0 = tern_now();
     if (max_drop >= 0) {
         if (tern_quantize_max_drop(cli_model_graph(m), &q, ds, idx, px, calib_count, drop_count, max_drop, drop_margin, min_repl, o.quiet, &qm)) {
@@ -141,6 +195,7 @@ int cmd_quantize(int argc, char **argv) {
         }
     } else if (tern_quantize(cli_model_graph(m), &q, px, calib_count, &qm)) { rc = cli_fail("quantize"); goto done; }
     if (tern_qmodel_save(qm, o.out)) { rc = cli_fail("quantize"); goto done; }
+    if (write_layers && !cli_layers_write(write_layers, cli_model_graph(m), &q, max_drop >= 0 ? "--max-drop result" : "as quantized")) goto done;
     if (!o.json && !o.quiet) fprintf(stderr, "quantized %s in %.1f s (%d calibration images from %s)\n", path, tern_now() - t0, calib_count, o.calib);
     cli_report_qmodel(qm, o.out, path, o.json);
     rc = 0;

@@ -20,6 +20,7 @@ static const char *help =
     "  --weights LIST        weight types, comma separated, of t,4,8 (default t,4,8)\n"
     "  --clusters LIST       cluster sizes, of 1,2,4,8,16,32,64,all (default all of them)\n"
     "  --rules LIST          ternary rules, of exact,twn (default both; 4- and 8-bit have no rule, 8-bit no N)\n"
+    "  --plain               the plain quantizer (the papers' study); default: tern quantize's post-training path\n"
     "  --bias-corr, --opt-scales, --opt-round, --ptq, --opt-images K   post-training options (tern quantize)\n"
     "  --title TEXT          plot/table title\n"
     "  (--count/--offset select the evaluation subset, as in tern eval)\n";
@@ -152,7 +153,7 @@ int cmd_sweep(int argc, char **argv) {
     tern_qopts q0;
     tern_qopts_init(&q0);
     const char *path = NULL, *outdir = NULL, *title = NULL;
-    int calib_count = 256, calib_offset = 0;
+    int calib_count = 256, calib_offset = 0, plain = 0, picked = 0;
     static const char *const wnames[] = {"t", "4", "8"}, *const cnames[] = {"1", "2", "4", "8", "16", "32", "64", "all"},
                              *const rnames[] = {"exact", "twn"};
     int won[3] = {1, 1, 1}, con[8] = {1, 1, 1, 1, 1, 1, 1, 1}, ron[2] = {1, 1};
@@ -170,10 +171,11 @@ int cmd_sweep(int argc, char **argv) {
         else if (!strcmp(a, "--weights")) { if (!parse_list(argv[++i], wnames, 3, won)) { fprintf(stderr, "tern sweep: bad --weights '%s'\n", v); return 2; } }
         else if (!strcmp(a, "--clusters")) { if (!parse_list(argv[++i], cnames, 8, con)) { fprintf(stderr, "tern sweep: bad --clusters '%s'\n", v); return 2; } }
         else if (!strcmp(a, "--rules")) { if (!parse_list(argv[++i], rnames, 2, ron)) { fprintf(stderr, "tern sweep: bad --rules '%s'\n", v); return 2; } }
-        else if (!strcmp(a, "--bias-corr")) q0.bias_corr = 1;
-        else if (!strcmp(a, "--opt-scales")) q0.opt_scales = 1;
-        else if (!strcmp(a, "--opt-round")) q0.opt_round = 1;
-        else if (!strcmp(a, "--ptq")) q0.bias_corr = q0.opt_scales = q0.opt_round = 1;
+        else if (!strcmp(a, "--bias-corr")) q0.bias_corr = picked = 1;
+        else if (!strcmp(a, "--opt-scales")) q0.opt_scales = picked = 1;
+        else if (!strcmp(a, "--opt-round")) q0.opt_round = picked = 1;
+        else if (!strcmp(a, "--ptq")) q0.bias_corr = q0.opt_scales = q0.opt_round = picked = 1;
+        else if (!strcmp(a, "--plain")) plain = 1;
         else if (!strcmp(a, "--opt-images")) { if ((q0.opt_images = atoi(argv[++i])) < 1) { fprintf(stderr, "tern sweep: bad --opt-images\n"); return 2; } }
         else {
             int r = cli_parse_common(&o, argc, argv, &i);
@@ -184,6 +186,7 @@ int cmd_sweep(int argc, char **argv) {
         }
     }
     if (!path || !o.calib || !o.data) { fprintf(stderr, "%s", help); return 2; }
+    if (!plain && !picked) q0.bias_corr = q0.opt_scales = q0.opt_round = 1; /* tern quantize's default */
     if (!cli_apply_preset(&o)) return 2;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;

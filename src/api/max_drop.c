@@ -62,16 +62,22 @@ static int budget_eval(const budget *b, const tern_qopts *q, tern_qmodel **keep,
     return 1;
 }
 
-static void set_rule(tern_qopts *q, int layer, int wtype, int cluster) {
+/* 0 if the rule table (tern_qopts.rules, 64 entries) is full: said, never silently dropped */
+static int set_rule(tern_qopts *q, int layer, int wtype, int cluster) {
     char key[16];
     snprintf(key, sizeof key, "%d", layer);
     for (int r = 0; r < q->nrules; r++)
-        if (!strcmp(q->rules[r].key, key)) { q->rules[r].wtype = wtype; q->rules[r].cluster = cluster; return; }
-    if (q->nrules >= 64) return;
+        if (!strcmp(q->rules[r].key, key)) { q->rules[r].wtype = wtype; q->rules[r].cluster = cluster; return 1; }
+    if (q->nrules >= (int)(sizeof q->rules / sizeof q->rules[0])) {
+        tern_errorf(TERN_STATUS_UNSUPPORTED, "max-drop: more than %d per-layer rules (the limit of tern_qopts.rules)", (int)(sizeof q->rules / sizeof q->rules[0]));
+        fprintf(stderr, "%s\n", tern_last_error());
+        return 0;
+    }
     tern_layer_rule *r = &q->rules[q->nrules++];
     snprintf(r->key, sizeof r->key, "%s", key);
     r->wtype = wtype;
     r->cluster = cluster;
+    return 1;
 }
 
 /* Replaced fraction of one conv layer's multiplications at weight type wt / cluster N (method.md). */
@@ -95,10 +101,14 @@ static tern_qmodel *search(const budget *b, tern_qopts *q, double max_drop, doub
     tern_qmodel *base = NULL;
     double top1, kl, goal = max_drop - margin;
     if (!budget_eval(b, q, &base, &top1, &kl)) return NULL;
-    int nw = 0, idx[256], step[256];
-    double macs[256], sens[256], tot = 0;
-    const tern_qconv *cv[256];
-    for (int i = 0; i < base->nlayers && nw < 256; i++)
+    /* per conv layer, as many as the model has (no fixed cap) */
+    size_t nl = base->nlayers > 0 ? (size_t)base->nlayers : 1;
+    int *idx = calloc(nl, sizeof *idx), *step = calloc(nl, sizeof *step);
+    double *macs = calloc(nl, sizeof *macs), *sens = calloc(nl, sizeof *sens), (*rf)[3] = calloc(nl, sizeof *rf), tot = 0;
+    const tern_qconv **cv = calloc(nl, sizeof *cv);
+    if (!idx || !step || !macs || !sens || !rf || !cv) { tern_errorf(TERN_STATUS_NOMEM, "max-drop: out of memory"); tern_qmodel_free(base); base = NULL; goto out; }
+    int nw = 0;
+    for (int i = 0; i < base->nlayers; i++)
         if (base->layers[i].op == TERN_QOP_CONV) {
             macs[nw] = (double)base->layers[i].macs;
             cv[nw] = &base->layers[i].conv;
@@ -111,7 +121,7 @@ static tern_qmodel *search(const budget *b, tern_qopts *q, double max_drop, doub
     for (int i = 0; i < nw; i++) rep += macs[i] * repl_frac(cv[i], cv[i]->wtype, cv[i]->cluster);
     fprintf(stderr, "max-drop: FP32 %.2f %% on the %d-image split; start: top-1 %.2f %% (drop %.2f, goal %.2f), KL %.4f, %.2f %% replaced\n",
             b->fp_top1, b->n, top1, b->fp_top1 - top1, goal, kl, 100 * rep / tot);
-    if (b->fp_top1 - top1 <= goal) return base;
+    if (b->fp_top1 - top1 <= goal) goto out;
     /* sensitivities, plain quantizer: body 8-bit except layer i */
     tern_qopts s = *q;
     s.bias_corr = s.opt_scales = s.opt_round = 0;
@@ -121,14 +131,13 @@ static tern_qmodel *search(const budget *b, tern_qopts *q, double max_drop, doub
         if (idx[i] < 0) continue;
         tern_qopts t = s;
         t.wtype = TERN_WTYPE_INT8;
-        set_rule(&t, i, q->wtype, q->cluster);
+        if (!set_rule(&t, i, q->wtype, q->cluster)) { tern_qmodel_free(base); base = NULL; goto out; }
         double a, k;
-        if (!budget_eval(b, &t, NULL, &a, &k)) { tern_qmodel_free(base); return NULL; }
+        if (!budget_eval(b, &t, NULL, &a, &k)) { tern_qmodel_free(base); base = NULL; goto out; }
         sens[i] = k;
         if (!quiet) fprintf(stderr, "  sensitivity layer %2d: KL %.4f, top-1 %.2f %%\n", i, k, a);
     }
     /* per-layer replaced fractions at each rung: 0 = t:N (as quantized), 1 = t:1, 2 = 4:N */
-    double rf[256][3];
     for (int i = 0; i < nw; i++) {
         rf[i][0] = repl_frac(cv[i], cv[i]->wtype, cv[i]->cluster);
         rf[i][1] = repl_frac(cv[i], TERN_WTYPE_TERNARY, 1);
@@ -151,11 +160,13 @@ static tern_qmodel *search(const budget *b, tern_qopts *q, double max_drop, doub
         if (best < 0) { fprintf(stderr, "max-drop: no step left within --min-replaced %.2f\n", min_repl); break; }
         rep -= macs[best] * (rf[best][step[best]] - rf[best][bstep]);
         step[best] = bstep;
-        if (bstep == 1) set_rule(q, best, TERN_WTYPE_TERNARY, 1);
-        else set_rule(q, best, TERN_WTYPE_INT4, q->cluster);
+        if (!(bstep == 1 ? set_rule(q, best, TERN_WTYPE_TERNARY, 1) : set_rule(q, best, TERN_WTYPE_INT4, q->cluster))) {
+            fprintf(stderr, "max-drop: stopping here, with the policy so far\n");
+            break;
+        }
         tern_qmodel_free(base);
         base = NULL;
-        if (!budget_eval(b, q, &base, &top1, &kl)) return NULL;
+        if (!budget_eval(b, q, &base, &top1, &kl)) { base = NULL; goto out; }
         fprintf(stderr, "max-drop: layer %d -> %s: top-1 %.2f %% (drop %.2f), KL %.4f, %.2f %% multiplications replaced\n", best,
                 bstep == 1 ? "t:1" : "4-bit", top1, b->fp_top1 - top1, kl, 100 * mult_replaced(base));
         if (b->fp_top1 - top1 <= goal) break;
@@ -167,6 +178,8 @@ static tern_qmodel *search(const budget *b, tern_qopts *q, double max_drop, doub
         if (ru->wtype != TERN_WTYPE_INT8) { if (ru->cluster) fprintf(stderr, ":%d", ru->cluster); else fprintf(stderr, ":all"); }
     }
     fprintf(stderr, "\n");
+out:
+    free(idx); free(step); free(macs); free(sens); free(rf); free(cv);
     return base;
 }
 

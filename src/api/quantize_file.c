@@ -1,6 +1,7 @@
 /* tern_quantize_file (include/tern.h): ONNX file + calibration data -> .tern file, the library side
  * of `tern quantize`; and the small helpers it shares with the CLI (spread, FP32 logits). */
 #include "api/api.h"
+#include "core/outfile.h"
 #include "graph/fp32.h"
 #include <string.h>
 
@@ -113,19 +114,30 @@ void tern_graph_meta_str(const tern_graph *g, char *buf, size_t n) {
 #undef PUT
 }
 
+/* Defaults: the quantizer's own (tern_qopts_init), so the API follows when they change. */
 void tern_quantize_options_init(tern_quantize_options *o) {
+    tern_qopts q;
+    tern_qopts_init(&q);
     memset(o, 0, sizeof *o);
     o->size = sizeof *o;
     o->calib_count = 500;
-    o->weights = 't';
-    o->cluster = 4;
-    o->opt_images = 64;
-    o->opt_damp = 1e-3f;
+    o->weights = q.wtype == TERN_WTYPE_INT8 ? '8' : q.wtype == TERN_WTYPE_INT4 ? '4' : 't';
+    o->cluster = q.cluster;
+    o->twn_rule = q.trule == TERN_TRULE_TWN;
+    o->all_layers = !q.keep_ends_8bit;
+    o->calib_maxabs = q.calib_rule == TERN_CALIB_MAXABS;
+    o->bias_corr = q.bias_corr;
+    o->opt_scales = q.opt_scales;
+    o->opt_round = q.opt_round;
+    o->opt_images = q.opt_images;
+    o->opt_flip = q.opt_flip;
+    o->opt_damp = q.opt_damp;
     o->max_drop = -1;
     o->min_replaced = 0.8;
     o->drop_count = 5000;
     for (int c = 0; c < 3; c++) o->std[c] = 1;
-    o->threads = 1;
+    o->threads = q.threads > 0 ? q.threads : 1;
+    o->verbose = q.verbose;
 }
 
 #define OPT_ERR(...) tern_errorf(TERN_STATUS_INVALID_ARG, "tern_quantize_options: " __VA_ARGS__)
@@ -146,10 +158,10 @@ static enum tern_status to_qopts(const tern_quantize_options *o, const tern_grap
     q->trule = o->twn_rule ? TERN_TRULE_TWN : TERN_TRULE_EXACT;
     q->calib_rule = o->calib_maxabs ? TERN_CALIB_MAXABS : TERN_CALIB_MSE;
     q->keep_ends_8bit = !o->all_layers;
-    if (o->nlayer_rules < 0 || o->nlayer_rules > (int)(sizeof q->rules / sizeof q->rules[0]))
-        return OPT_ERR("%d layer rules (at most %d)", o->nlayer_rules, (int)(sizeof q->rules / sizeof q->rules[0]));
+    if (o->nlayer_rules < 0 || (o->nlayer_rules > 0 && !o->layer_rules)) return OPT_ERR("%d layer rules without a table", o->nlayer_rules);
     for (int i = 0; i < o->nlayer_rules; i++)
-        if (!tern_qopts_add_rule(q, o->layer_rules && o->layer_rules[i] ? o->layer_rules[i] : "(null)")) return TERN_STATUS_INVALID_ARG;
+        if (!tern_qopts_add_rule(q, o->layer_rules[i] ? o->layer_rules[i] : "(null)"))
+            return tern_error_prefix(TERN_STATUS_INVALID_ARG, "tern_quantize_options: layer rule %d", i);
     q->bias_corr = o->bias_corr;
     q->opt_scales = o->opt_scales;
     q->opt_round = o->opt_round;
@@ -199,6 +211,9 @@ enum tern_status tern_quantize_file(const char *onnx_path, const char *out_path,
         return OPT_ERR("size %zu is not that of this library's struct (%zu): call tern_quantize_options_init", user->size, sizeof o);
     memcpy(&o, user, user->size);
     if (!o.calib) return OPT_ERR("calib (the calibration data) is not set");
+    const char *inputs[] = {onnx_path, o.calib, o.labels}; /* never overwrite an input or a device (core/outfile.h) */
+    enum tern_status ost = tern_output_check(out_path, "out_path", inputs, 3);
+    if (ost) return ost;
     if (o.calib_count < 1 || o.calib_offset < 0) return OPT_ERR("calib_count %d, calib_offset %d", o.calib_count, o.calib_offset);
     if (o.max_drop >= 0 && (o.drop_count < 1 || o.drop_margin < 0 || o.min_replaced < 0 || o.min_replaced > 1))
         return OPT_ERR("drop_count %d, drop_margin %g, min_replaced %g", o.drop_count, o.drop_margin, o.min_replaced);

@@ -27,6 +27,7 @@ struct tern_dataset {
     int fd;              /* CIFAR: open file */
     char **names;        /* folder: [n] file names, sorted bytewise */
     int *labels;         /* folder: [n] class index, -1 without a label file */
+    int nclasses;        /* classes the labels index: 10 (CIFAR), the label file's lines, 0 (none) */
 };
 
 static int pp_is_identity(const tern_preproc *pp) {
@@ -226,6 +227,15 @@ static enum tern_status folder_labels(tern_dataset *ds, const char *labels_path)
     }
     for (int k = 0; k < nl; k++) tab[k] = (label_entry){lines[k], k};
     qsort(tab, (size_t)nl, sizeof *tab, cmp_label);
+    /* one class per line: an empty or repeated id would make two outputs one class */
+    for (int k = 0; k < nl && !st; k++) {
+        if (!tab[k].id[0])
+            st = tern_errorf(TERN_STATUS_FORMAT, "%s: line %d is empty (one class id per line)", labels_path, tab[k].line + 1);
+        else if (k > 0 && strcmp(tab[k].id, tab[k - 1].id) == 0)
+            st = tern_errorf(TERN_STATUS_FORMAT, "%s: class id '%s' is on lines %d and %d (each class once)", labels_path,
+                             tab[k].id, tab[k - 1].line + 1, tab[k].line + 1);
+    }
+    ds->nclasses = nl;
     for (int i = 0; i < ds->n && !st; i++) {
         const char *name = ds->names[i];
         size_t plen = strcspn(name, "_.");
@@ -321,6 +331,7 @@ enum tern_status tern_dataset_open(const char *path, const char *labels, const t
             st = folder_open(ds, labels);
         } else {
             ds->kind = DS_CIFAR; /* labels are in the records; a label file is not needed */
+            ds->nclasses = CIFAR_CLASSES;
             st = cifar_open(ds);
         }
     }
@@ -333,6 +344,7 @@ enum tern_status tern_dataset_open(const char *path, const char *labels, const t
 }
 
 int tern_dataset_count(const tern_dataset *ds) { return ds ? ds->n : 0; }
+int tern_dataset_nclasses(const tern_dataset *ds) { return ds ? ds->nclasses : 0; }
 
 void tern_dataset_dims(const tern_dataset *ds, int *c, int *h, int *w) {
     if (c) *c = ds->c;

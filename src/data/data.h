@@ -26,6 +26,9 @@ typedef struct tern_dataset tern_dataset;
 enum tern_status tern_dataset_open(const char *path, const char *labels, const tern_preproc *pp,
                                    tern_dataset **out);
 int tern_dataset_count(const tern_dataset *ds);
+/* Classes the labels can name (labels are 0 .. this - 1): 10 for CIFAR-10, the number of lines
+ * of the label file for a folder, 0 for a folder without one. */
+int tern_dataset_nclasses(const tern_dataset *ds);
 /* Image size of every item (for a folder: from the preprocessing, or the first image). */
 void tern_dataset_dims(const tern_dataset *ds, int *c, int *h, int *w);
 /* Read item i: pixels into chw (c*h*w bytes), label into *label (may be NULL).
@@ -35,8 +38,17 @@ enum tern_status tern_dataset_read(tern_dataset *ds, int i, uint8_t *chw, int *l
 const char *tern_dataset_item_name(const tern_dataset *ds, int i, char *buf, size_t n);
 void tern_dataset_free(tern_dataset *ds);
 
+/* Images tern decodes: JPEG, PNG or BMP (by signature), at most TERN_IMAGE_MAX_SIDE pixels per
+ * side and TERN_IMAGE_MAX_PIXELS in all, checked on the header before decoding (a 65535x65535
+ * JPEG or a PNG "bomb" is refused without allocating its pixels). */
+#define TERN_IMAGE_MAX_SIDE 32768
+#define TERN_IMAGE_MAX_PIXELS (1 << 26)
+
 /* Decode one image file and preprocess it. *chw is malloc'ed (c=3 always). */
 enum tern_status tern_image_load(const char *path, const tern_preproc *pp, uint8_t **chw, int *h, int *w);
+/* The same from the file's bytes; `what` names the image in messages. */
+enum tern_status tern_image_decode(const uint8_t *file, size_t len, const char *what, const tern_preproc *pp,
+                                   uint8_t **chw, int *h, int *w);
 
 /* Size of an image file from its header, without decoding it. */
 enum tern_status tern_image_size(const char *path, int *h, int *w);

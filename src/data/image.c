@@ -6,12 +6,17 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stb_image.h>
 #include <string.h>
+#ifdef TERN_FUZZ_STB_SOURCE /* the fuzz target compiles stb_image here, instrumented, with the formats tern reads */
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
+#endif
+#include <stb_image.h>
 
-/* Larger preprocessed images than this per side are refused: they only come from absurd aspect
- * ratios (resize of a 1-pixel-wide strip) and would ask for gigabytes. */
-#define TERN_IMAGE_MAX_SIDE 32768
+/* TERN_IMAGE_MAX_SIDE (data.h) also bounds preprocessed images: larger ones only come from absurd
+ * aspect ratios (resize of a 1-pixel-wide strip) and would ask for gigabytes. */
 
 enum tern_status tern_preproc_dims(const tern_preproc *pp, const char *what, int h, int w,
                                    int *rh, int *rw, int *oh, int *ow) {
@@ -153,6 +158,56 @@ static int jpeg_looks_truncated(const uint8_t *d, size_t n) {
     return !have_sos || !have_eoi || last_eoi < last_sos;
 }
 
+/* Debian's stb_image (v2.27) trusts the symbol counts of a JPEG Huffman table (DHT): counts
+ * summing to more than 256 write past its size[257] and values[256] arrays (fixed upstream in
+ * 2.28 with a "bad DHT header" check; found by tests/fuzz_image.c). Until the system library has
+ * the fix, tern walks the JPEG's marker segments the way stb does and refuses such a table. */
+static int jpeg_bad_huffman(const uint8_t *d, size_t n) {
+    if (n < 2 || d[0] != 0xFF || d[1] != 0xD8) return 0;
+#define AT(k) ((k) < n ? d[k] : 0) /* stb reads zeros past the end */
+    for (size_t i = 2; i + 1 < n;) {
+        if (d[i] != 0xFF) { i++; continue; }                   /* entropy-coded data, garbage */
+        uint8_t m = d[i + 1];
+        if (m == 0xFF) { i++; continue; }                      /* fill byte */
+        if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) { i += 2; continue; }
+        if (m == 0xD9) return 0;                               /* end of image */
+        long L = (long)(AT(i + 2) << 8 | AT(i + 3)) - 2;
+        size_t p = i + 4;
+        if (m == 0xC4) {
+            while (L > 0) {
+                long cnt = 0;
+                for (int k = 0; k < 16; k++) cnt += AT(p + 1 + (size_t)k);
+                if (cnt > 256) return 1;
+                p += 17 + (size_t)cnt;
+                L -= 17 + cnt;
+            }
+            if (L != 0) return 0; /* stb stops at this segment with an error */
+            i = p;
+        } else {
+            i = p + (size_t)(L > 0 ? L : 0);
+        }
+    }
+#undef AT
+    return 0;
+}
+
+/* Only these formats reach stb_image (it also decodes GIF, PSD, HDR, PIC, PNM and TGA, which
+ * tern neither needs nor fuzzes): by their signature, whatever the file name says. */
+static int known_format(const uint8_t *d, size_t n) {
+    static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    return (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) || (n >= 8 && memcmp(d, png, 8) == 0) ||
+           (n >= 2 && d[0] == 'B' && d[1] == 'M');
+}
+
+/* The decoded-size limit, checked on the header before anything is decoded. */
+static enum tern_status check_dims(const char *what, int iw, int ih) {
+    if (iw <= 0 || ih <= 0) return tern_errorf(TERN_STATUS_FORMAT, "%s: empty image (%dx%d)", what, iw, ih);
+    if (iw > TERN_IMAGE_MAX_SIDE || ih > TERN_IMAGE_MAX_SIDE || (int64_t)iw * ih > TERN_IMAGE_MAX_PIXELS)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: image of %dx%d (WxH) pixels is larger than tern decodes "
+                           "(at most %d per side and %d pixels, TERN_IMAGE_MAX_PIXELS)", what, iw, ih, TERN_IMAGE_MAX_SIDE, TERN_IMAGE_MAX_PIXELS);
+    return TERN_STATUS_OK;
+}
+
 enum tern_status tern_image_load(const char *path, const tern_preproc *pp, uint8_t **chw, int *h, int *w) {
     *chw = NULL;
     if (h) *h = 0;
@@ -161,21 +216,36 @@ enum tern_status tern_image_load(const char *path, const tern_preproc *pp, uint8
     size_t len;
     enum tern_status st = tern_read_file(path, &file, &len);
     if (st) return st;
-    if (len == 0) {
-        free(file);
-        return tern_errorf(TERN_STATUS_FORMAT, "%s: empty file, not an image", path);
-    }
-    if (len > INT32_MAX) {
-        free(file);
-        return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: image file too large (%zu bytes)", path, len);
-    }
-    if (jpeg_looks_truncated(file, len)) {
-        free(file);
-        return tern_errorf(TERN_STATUS_FORMAT, "%s: corrupt JPEG: truncated (no end-of-image marker after the last scan)", path);
-    }
-    int iw = 0, ih = 0, nc = 0;
-    uint8_t *px = stbi_load_from_memory(file, (int)len, &iw, &ih, &nc, 3);
+    st = tern_image_decode(file, len, path, pp, chw, h, w);
     free(file);
+    return st;
+}
+
+enum tern_status tern_image_decode(const uint8_t *file, size_t len, const char *path, const tern_preproc *pp,
+                                   uint8_t **chw, int *h, int *w) {
+    *chw = NULL;
+    if (h) *h = 0;
+    if (w) *w = 0;
+    enum tern_status st;
+    if (len == 0) return tern_errorf(TERN_STATUS_FORMAT, "%s: empty file, not an image", path);
+    if (len > INT32_MAX) return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: image file too large (%zu bytes)", path, len);
+    if (!known_format(file, len)) return tern_errorf(TERN_STATUS_FORMAT, "%s: not a JPEG, PNG or BMP file", path);
+    if (jpeg_looks_truncated(file, len))
+        return tern_errorf(TERN_STATUS_FORMAT, "%s: corrupt JPEG: truncated (no end-of-image marker after the last scan)", path);
+    if (jpeg_bad_huffman(file, len))
+        return tern_errorf(TERN_STATUS_FORMAT, "%s: corrupt JPEG: a Huffman table declares more than 256 symbols", path);
+    int iw = 0, ih = 0, nc = 0;
+    if (!stbi_info_from_memory(file, (int)len, &iw, &ih, &nc)) {
+        const char *why = stbi_failure_reason();
+        return tern_errorf(TERN_STATUS_FORMAT, "%s: cannot decode image: %s", path, why ? why : "unknown reason");
+    }
+    if ((st = check_dims(path, iw, ih))) return st;
+    int ih2 = 0, iw2 = 0;
+    uint8_t *px = stbi_load_from_memory(file, (int)len, &iw2, &ih2, &nc, 3);
+    if (px && (iw2 != iw || ih2 != ih)) { /* the header said otherwise: do not trust either */
+        stbi_image_free(px);
+        return tern_errorf(TERN_STATUS_FORMAT, "%s: corrupt image: header says %dx%d, decoder gives %dx%d", path, iw, ih, iw2, ih2);
+    }
     if (!px) {
         const char *why = stbi_failure_reason();
         return tern_errorf(TERN_STATUS_FORMAT, "%s: cannot decode image: %s", path, why ? why : "unknown reason");
@@ -207,13 +277,18 @@ enum tern_status tern_image_load(const char *path, const tern_preproc *pp, uint8
 enum tern_status tern_image_size(const char *path, int *h, int *w) {
     FILE *f = fopen(path, "rb");
     if (!f) return tern_errorf(TERN_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t head[8] = {0};
+    size_t got = fread(head, 1, sizeof head, f);
+    rewind(f);
     int iw, ih, nc;
-    int ok = stbi_info_from_file(f, &iw, &ih, &nc);
+    int ok = known_format(head, got) && stbi_info_from_file(f, &iw, &ih, &nc);
     fclose(f);
     if (!ok) {
-        const char *why = stbi_failure_reason();
+        const char *why = known_format(head, got) ? stbi_failure_reason() : "not a JPEG, PNG or BMP file";
         return tern_errorf(TERN_STATUS_FORMAT, "%s: not a readable image: %s", path, why ? why : "unknown reason");
     }
+    enum tern_status st = check_dims(path, iw, ih);
+    if (st) return st;
     *h = ih;
     *w = iw;
     return TERN_STATUS_OK;

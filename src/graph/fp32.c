@@ -10,11 +10,13 @@ void openblas_set_num_threads(int);
  * as these (16 x 1024 x 144), made 2 threads 3x slower than 1 (issue 13): a batch is split over
  * tern's threads instead, every GEMM on one; only unsplit runs (one image, an observer) use
  * OpenBLAS threads. */
-static int fp32_threads = 1;
+static int fp32_threads = 1, fp32_openblas = 0;
 void tern_fp32_set_threads(int n) {
     fp32_threads = n < 1 ? 1 : n;
     openblas_set_num_threads(1);
 }
+void tern_fp32_set_openblas(int on) { fp32_openblas = on != 0; }
+int tern_fp32_uses_openblas(void) { return fp32_openblas; }
 
 typedef struct fp32_par {
     tern_pool *pool;
@@ -99,6 +101,7 @@ void tern_fp32_ctx_free(tern_fp32_ctx *x) {
     free(x->dims);
     free(x->col);
     par_free(x->par);
+    tern_pool_free(x->gemm_pool);
     free(x);
 }
 
@@ -106,6 +109,15 @@ static enum tern_status run_one(tern_fp32_ctx *x, const float *in, int batch, co
                                 int64_t *ydims, int *yndim) {
     const tern_graph *g = x->g;
     if (batch < 1) return tern_errorf(TERN_STATUS_INVALID_ARG, "batch must be >= 1");
+    /* the deterministic SGEMM splits its columns over the threads (the result does not depend on it) */
+    const int gt = x->gemm_single || fp32_openblas ? 1 : fp32_threads;
+    if (gt > 1 && (!x->gemm_pool || tern_pool_size(x->gemm_pool) != gt)) {
+        tern_pool_free(x->gemm_pool);
+        if (!(x->gemm_pool = tern_pool_create(gt))) return tern_errorf(TERN_STATUS_NOMEM, "out of memory creating %d threads", gt);
+    } else if (gt == 1 && x->gemm_pool) {
+        tern_pool_free(x->gemm_pool);
+        x->gemm_pool = NULL;
+    }
     release(x);
     int *last = tern_malloc(sizeof(int) * (size_t)g->nvalues);
     if (!last) return TERN_STATUS_NOMEM;
@@ -179,6 +191,7 @@ static enum tern_status run_par(tern_fp32_ctx *x, int n, const float *in, int ba
         if (!(P->pool = tern_pool_create(n)) || !(P->sub = tern_calloc((size_t)n, sizeof *P->sub))) return TERN_STATUS_NOMEM;
         for (int i = 0; i < n; i++)
             if (!(P->sub[i] = tern_fp32_ctx_new(x->g))) return TERN_STATUS_NOMEM;
+            else P->sub[i]->gemm_single = 1;
     }
     const tern_value *iv = &x->g->values[x->g->input];
     par_job *J = tern_calloc(1, sizeof *J);

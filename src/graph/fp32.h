@@ -1,6 +1,13 @@
 /* FP32 reference executor: runs an imported graph on float NCHW batches.
  * Used for FP32 baselines, for calibration (activation statistics) and as the accuracy
- * reference for the integer engine. Convolutions are im2col + OpenBLAS SGEMM. */
+ * reference for the integer engine. Convolutions are im2col + SGEMM.
+ *
+ * The SGEMM is deterministic by default (tern_sgemm_det: the same bits on any x86-64 CPU and at
+ * any thread count), because calibration, the post-training statistics and the accuracy budget
+ * run this executor and their results end up in the .tern file. OpenBLAS, faster but with
+ * CPU- and thread-dependent summation order, is for speed-only uses (FP32 eval and bench): a
+ * process opts in with tern_fp32_set_openblas(1). Splitting a batch over threads (below) does
+ * not change any result either: every image's GEMMs are computed alone. */
 #ifndef TERN_FP32_H
 #define TERN_FP32_H
 #include "graph/graph.h"
@@ -19,6 +26,8 @@ typedef struct tern_fp32_ctx {
     int npool, cap_pool;
     int keep_all;                           /* keep every activation until the end (for tests) */
     void *par;                              /* batch-parallel runs: threads, sub-contexts (fp32.c) */
+    tern_pool *gemm_pool;                   /* threads of the deterministic SGEMM in unsplit runs */
+    int gemm_single;                        /* a part of a split batch: its SGEMM on one thread */
 } tern_fp32_ctx;
 
 /* Run the graph on input x ([batch, C, H, W] float). On success *y points at the output inside
@@ -30,6 +39,15 @@ void tern_fp32_ctx_free(tern_fp32_ctx *x);
 /* Threads for the runs that follow: a batch (without observer or keep_all) is split over them,
  * each part run by its own context; OpenBLAS always runs single-threaded. */
 void tern_fp32_set_threads(int n);
+void tern_fp32_set_openblas(int on);         /* 1: OpenBLAS SGEMM (not reproducible across CPUs); 0: deterministic (default) */
+int tern_fp32_uses_openblas(void);
+
+/* C[M][N] = A[M][K] * op(B), op(B) = B[K][N] (ldb) or, with transb, B[N][K] transposed; every
+ * element the sequential float sum over k in order (src/graph/sgemm_det.c); threads (pool, may
+ * be NULL) split the columns. */
+enum tern_status tern_sgemm_det(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int transb,
+                                float *C, int ldc, tern_pool *pool);
+void tern_sgemm_det_kern_6x16__avx2(int kc, const float *a, const float *b, float *acc); /* sgemm_det_avx2.c */
 
 /* Per-op kernels (src/graph/fp32_ops.c), referenced from the op table. */
 void tern_fp32_conv(tern_fp32_ctx *x, const tern_node *n);

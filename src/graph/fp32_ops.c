@@ -1,5 +1,6 @@
 /* FP32 kernels for the op table. Straightforward loops, except convolution and the fully
- * connected layers, which are (im2col +) OpenBLAS SGEMM. */
+ * connected layers, which are (im2col +) SGEMM: deterministic by default, OpenBLAS when the
+ * process asked for speed over reproducibility (see fp32.h). */
 #include "graph/fp32.h"
 #include <cblas.h>
 #include <math.h>
@@ -13,6 +14,18 @@ static int64_t numel_of(const tern_fp32_ctx *x, int v) {
     int64_t c = 1;
     for (int d = 0; d < x->g->values[v].ndim; d++) c *= x->dims[v][d];
     return c;
+}
+
+/* C = A[M][K] * op(B) */
+static void sgemm(tern_fp32_ctx *x, int64_t M, int64_t N, int64_t K, const float *A, const float *B, int transb, float *C) {
+    int ldb = transb ? (int)K : (int)N;
+    if (tern_fp32_uses_openblas()) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A, (int)K,
+                    B, ldb, 0.0f, C, (int)N);
+        return;
+    }
+    enum tern_status st = tern_sgemm_det((int)M, (int)N, (int)K, A, (int)K, B, ldb, transb, C, (int)N, x->gemm_pool);
+    TERN_ASSERT(st == TERN_STATUS_OK);
 }
 
 static float *col_buffer(tern_fp32_ctx *x, size_t n) {
@@ -64,8 +77,7 @@ void tern_fp32_conv(tern_fp32_ctx *x, const tern_node *n) {
                             }
                         }
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)P, (int)K, 1.0f, w + gi * Og * K, (int)K,
-                        direct ? xin : col, (int)P, 0.0f, y, (int)P);
+            sgemm(x, Og, P, K, w + gi * Og * K, direct ? xin : col, 0, y);
             if (b)
                 for (int64_t o = 0; o < Og; o++)
                     for (int64_t p = 0; p < P; p++) y[o * P + p] += b[gi * Og + o];
@@ -76,22 +88,18 @@ void tern_fp32_gemm(tern_fp32_ctx *x, const tern_node *n) {
     const int64_t *ad = DIMS(n->in[0]), *bd = x->g->values[n->in[1]].dims;
     int64_t M = ad[0], K = ad[1], N = n->a.trans_b ? bd[0] : bd[1];
     float *y = OUT;
-    float beta = 0.0f;
-    if (n->in[2] >= 0) {
-        const float *c = IN(2);
-        int64_t cn = tern_value_numel(&x->g->values[n->in[2]]);
+    sgemm(x, M, N, K, IN(0), IN(1), n->a.trans_b, y); /* then y = alpha * y + beta * C */
+    const float *c = n->in[2] >= 0 ? IN(2) : NULL;
+    int64_t cn = c ? tern_value_numel(&x->g->values[n->in[2]]) : 0;
+    if (n->a.alpha != 1.0f || c)
         for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) y[i * N + j] = c[cn == 1 ? 0 : j];
-        beta = n->a.beta;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, n->a.trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, n->a.alpha,
-                IN(0), (int)K, IN(1), n->a.trans_b ? (int)K : (int)N, beta, y, (int)N);
+            for (int64_t j = 0; j < N; j++) y[i * N + j] = n->a.alpha * y[i * N + j] + (c ? n->a.beta * c[cn == 1 ? 0 : j] : 0.0f);
 }
 
 void tern_fp32_matmul(tern_fp32_ctx *x, const tern_node *n) {
     const int64_t *bd = x->g->values[n->in[1]].dims;
     int64_t K = bd[0], N = bd[1], M = numel_of(x, n->in[0]) / K;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, IN(0), (int)K, IN(1), (int)N, 0.0f, OUT, (int)N);
+    sgemm(x, M, N, K, IN(0), IN(1), 0, OUT);
 }
 
 /* Per-channel affine over dim 1. */
@@ -189,13 +197,12 @@ void tern_fp32_pad(tern_fp32_ctx *x, const tern_node *n) {
 }
 
 void tern_fp32_concat(tern_fp32_ctx *x, const tern_node *n) {
-    const void *xs[TERN_MAX_IN];
-    const int64_t *xd[TERN_MAX_IN];
+    int ndim = x->g->values[n->in[0]].ndim, axis = (int)n->a.axis;
+    int64_t at = 0;
     for (int i = 0; i < n->nin; i++) {
-        xs[i] = IN(i);
-        xd[i] = DIMS(n->in[i]);
+        tern_nd_concat_part(IN(i), DIMS(n->in[i]), ndim, 4, axis, at, DIMS(n->out[0]), OUT);
+        at += DIMS(n->in[i])[axis];
     }
-    tern_nd_concat(xs, xd, n->nin, x->g->values[n->in[0]].ndim, 4, (int)n->a.axis, OUT);
 }
 
 void tern_fp32_softmax(tern_fp32_ctx *x, const tern_node *n) {

@@ -44,17 +44,44 @@ int tern_graph_find_value(const tern_graph *g, const char *name) {
     return -1;
 }
 
-tern_node *tern_graph_add_node(tern_graph *g, const char *name, enum tern_op op) {
+tern_node *tern_graph_add_node_n(tern_graph *g, const char *name, enum tern_op op, int nin) {
+    if (g->nnodes >= TERN_MAX_NODES) {
+        tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: more than %d nodes (TERN_MAX_NODES)", g->path, TERN_MAX_NODES);
+        return NULL;
+    }
+    if (nin < 0 || nin > TERN_MAX_NODE_IN) {
+        tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: node '%s' has %d inputs (TERN_MAX_NODE_IN is %d)", g->path, name ? name : "", nin, TERN_MAX_NODE_IN);
+        return NULL;
+    }
     if (!grow((void **)&g->nodes, g->nnodes, &g->cap_nodes, sizeof *g->nodes)) return NULL;
+    int slots = nin > TERN_MIN_IN ? nin : TERN_MIN_IN;
+    char *nm = tern_strdup(name ? name : "");
+    int *in = tern_malloc(sizeof(int) * (size_t)slots);
+    if (!nm || !in) {
+        free(nm);
+        free(in);
+        return NULL;
+    }
     tern_node *n = &g->nodes[g->nnodes];
     memset(n, 0, sizeof *n);
     n->op = op;
-    n->name = tern_strdup(name ? name : "");
-    if (!n->name) return NULL;
-    for (int i = 0; i < TERN_MAX_IN; i++) n->in[i] = -1;
+    n->name = nm;
+    n->in = in;
+    for (int i = 0; i < slots; i++) n->in[i] = -1;
     n->out[0] = n->out[1] = -1;
     g->nnodes++;
     return n;
+}
+
+tern_node *tern_graph_add_node(tern_graph *g, const char *name, enum tern_op op) {
+    return tern_graph_add_node_n(g, name, op, TERN_MIN_IN);
+}
+
+void tern_node_clear(tern_node *n) {
+    free(n->name);
+    free(n->in);
+    n->name = NULL;
+    n->in = NULL;
 }
 
 void tern_graph_free(tern_graph *g) {
@@ -63,7 +90,7 @@ void tern_graph_free(tern_graph *g) {
         free(g->values[i].name);
         free(g->values[i].data);
     }
-    for (int i = 0; i < g->nnodes; i++) free(g->nodes[i].name);
+    for (int i = 0; i < g->nnodes; i++) tern_node_clear(&g->nodes[i]);
     free(g->values);
     free(g->nodes);
     free(g->path);
@@ -73,6 +100,13 @@ void tern_graph_free(tern_graph *g) {
 int64_t tern_value_numel(const tern_value *v) {
     int64_t n = 1;
     for (int i = 0; i < v->ndim; i++) n *= v->dims[i];
+    return n;
+}
+
+int64_t tern_value_numel_checked(const tern_value *v) {
+    int64_t n = 1;
+    for (int i = 0; i < v->ndim; i++)
+        if (v->dims[i] < 0 || v->dims[i] > TERN_MAX_NUMEL || (n *= v->dims[i]) > TERN_MAX_NUMEL) return -1;
     return n;
 }
 

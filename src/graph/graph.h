@@ -9,7 +9,18 @@
 #include "core/core.h"
 
 #define TERN_MAX_DIMS 8
-#define TERN_MAX_IN 8
+/* Every node's in[] has at least TERN_MIN_IN slots (absent ones are -1), so ops may read their
+ * optional inputs in[1..7] without checking nin; a node may have more inputs (Concat). */
+#define TERN_MIN_IN 8
+
+/* Limits of the graph IR, enforced at import with an error naming the limit. The shape
+ * arithmetic stays far from int64 overflow because every factor is bounded first. */
+#define TERN_MAX_NUMEL (INT64_C(1) << 30)     /* elements of one tensor (per image for activations) */
+#define TERN_MAX_NODES 100000                 /* nodes in a graph (it is acyclic and topologically sorted, */
+                                              /* so this also bounds its depth; no pass recurses) */
+#define TERN_MAX_NODE_IN 65536                /* inputs of one node */
+#define TERN_MAX_MACS (INT64_C(1) << 44)      /* multiply-accumulates of one node per image */
+#define TERN_MAX_FOLD_NUMEL (INT64_C(1) << 24) /* elements a folded constant may have beyond its inputs' */
 
 enum tern_dtype { TERN_DTYPE_F32 = 1, TERN_DTYPE_I64 = 7 };   /* ONNX TensorProto codes */
 
@@ -67,7 +78,7 @@ typedef struct tern_node {
     char *name;
     enum tern_op op;
     int nin, nout;
-    int in[TERN_MAX_IN];            /* value ids; -1 for an absent optional input */
+    int *in;                        /* [max(nin, TERN_MIN_IN)] value ids; -1 for an absent optional input */
     int out[2];
     tern_attrs a;
 } tern_node;
@@ -111,11 +122,20 @@ float tern_unary_f32(const tern_node *n, float v);
 tern_graph *tern_graph_new(const char *path);
 int tern_graph_add_value(tern_graph *g, const char *name);  /* -1 on OOM */
 int tern_graph_find_value(const tern_graph *g, const char *name);
-tern_node *tern_graph_add_node(tern_graph *g, const char *name, enum tern_op op);
+/* A node with room for nin inputs (at least TERN_MIN_IN, all -1); sets n->nin = 0. */
+tern_node *tern_graph_add_node_n(tern_graph *g, const char *name, enum tern_op op, int nin);
+tern_node *tern_graph_add_node(tern_graph *g, const char *name, enum tern_op op); /* TERN_MIN_IN slots */
+/* Free what a node owns (when a pass drops it). */
+void tern_node_clear(tern_node *n);
 void tern_graph_free(tern_graph *g);
 
 int64_t tern_value_numel(const tern_value *v);              /* product of dims */
 int64_t tern_value_numel_per_image(const tern_value *v);    /* product of dims[1..] */
+/* Product of dims, or -1 if it (or a dim) exceeds TERN_MAX_NUMEL or a dim is negative. */
+int64_t tern_value_numel_checked(const tern_value *v);
+/* Checked int64 arithmetic for shape computations: 0 and *r set, or 1 on overflow. */
+static inline int tern_mul_ovf(int64_t a, int64_t b, int64_t *r) { return __builtin_mul_overflow(a, b, r); }
+static inline int tern_add_ovf(int64_t a, int64_t b, int64_t *r) { return __builtin_add_overflow(a, b, r); }
 int tern_dtype_size(int dtype);
 const char *tern_value_shape_str(const tern_value *v, char *buf, size_t n);
 /* Number of nodes reading value id v. */
@@ -126,6 +146,9 @@ enum tern_status tern_graph_infer_and_fold(tern_graph *g);  /* shapes; fold cons
 enum tern_status tern_graph_fold_batchnorm(tern_graph *g);  /* Conv+BN -> Conv */
 enum tern_status tern_graph_remove_identity(tern_graph *g); /* Identity, Dropout */
 void tern_graph_prune(tern_graph *g);                       /* drop nodes not reaching the output */
+/* Every float constant a node reads (weights, biases, BN parameters, operands) is finite
+ * (Clip's bounds may be +-inf): NaN/Inf would make NaN scales in the quantizer. */
+enum tern_status tern_graph_check_finite(const tern_graph *g);
 
 /* N-d helpers on raw elements of esize bytes (src/graph/nd.c), shared by folding and the FP32
  * executor. Shapes are int64 dims arrays of ndim entries. */
@@ -134,6 +157,9 @@ void tern_nd_slice(const void *x, const int64_t *xd, int ndim, int esize, const 
 void tern_nd_transpose(const void *x, const int64_t *xd, int ndim, int esize, const int64_t *perm, void *y);
 void tern_nd_pad(const void *x, const int64_t *xd, int ndim, int esize, const int64_t *begin,
                  const int64_t *yd, const void *fill, void *y);
+/* Copy x (shape xd) into y (shape yd, same rank) at offset `at` along axis: one part of a Concat. */
+void tern_nd_concat_part(const void *x, const int64_t *xd, int ndim, int esize, int axis, int64_t at,
+                         const int64_t *yd, void *y);
 /* y = concat of x[i] (shapes xd[i]) along axis. */
 void tern_nd_concat(const void *const *x, const int64_t *const *xd, int nx, int ndim, int esize, int axis, void *y);
 /* Broadcast strides: stride of each of y's ndim dims in x (0 where x broadcasts). */
@@ -144,10 +170,12 @@ int tern_nd_bcast_shape(const int64_t *ad, int an, const int64_t *bd, int bn, in
 void tern_nd_binary(int op, int dtype, const void *a, const int64_t *ad, int an, const void *b,
                     const int64_t *bd, int bn, const int64_t *yd, int yn, void *y);
 
-/* MACs of a node (conv/gemm/matmul), for reports. */
+/* MACs of a node (conv/gemm/matmul), for reports (<= TERN_MAX_MACS: inference checks it). */
 int64_t tern_node_macs(const tern_graph *g, const tern_node *n);
 
 /* The ONNX importer (src/onnx/import.c): parse, validate, fold, infer shapes. */
 enum tern_status tern_onnx_import(const char *path, tern_graph **out);
+/* The same from bytes in memory; name is used in messages (fuzzing, tests). */
+enum tern_status tern_onnx_import_mem(const uint8_t *data, size_t len, const char *name, tern_graph **out);
 
 #endif

@@ -70,6 +70,15 @@ void tern_nd_pad(const void *x, const int64_t *xd, int ndim, int esize, const in
     ND_WALK(ndim, xd, ys, off, { memcpy(yc + src * esize, xc, (size_t)esize); xc += esize; });
 }
 
+void tern_nd_concat_part(const void *x, const int64_t *xd, int ndim, int esize, int axis, int64_t at,
+                         const int64_t *yd, void *y) {
+    int64_t outer = numel(xd, axis), inner = numel(xd + axis + 1, ndim - axis - 1) * esize;
+    int64_t xrow = xd[axis] * inner, yrow = yd[axis] * inner;
+    const char *xc = x;
+    char *yc = (char *)y + at * inner;
+    for (int64_t o = 0; o < outer; o++) memcpy(yc + o * yrow, xc + o * xrow, (size_t)xrow);
+}
+
 void tern_nd_concat(const void *const *x, const int64_t *const *xd, int nx, int ndim, int esize, int axis, void *y) {
     int64_t outer = numel(xd[0], axis);
     char *yc = y;
@@ -113,11 +122,11 @@ void tern_nd_binary(int op, int dtype, const void *a, const int64_t *ad, int an,
     for (int64_t k = 0; k < total; k++) {
         if (dtype == TERN_DTYPE_I64) {
             int64_t u = ((const int64_t *)a)[oa], v = ((const int64_t *)b)[ob], r;
-            switch (op) {
-            case TERN_OP_ADD: r = u + v; break;
-            case TERN_OP_SUB: r = u - v; break;
-            case TERN_OP_MUL: r = u * v; break;
-            default: r = v ? u / v : 0; break;
+            switch (op) { /* shape arithmetic on constants: wraps (two's complement) rather than UB */
+            case TERN_OP_ADD: r = (int64_t)((uint64_t)u + (uint64_t)v); break;
+            case TERN_OP_SUB: r = (int64_t)((uint64_t)u - (uint64_t)v); break;
+            case TERN_OP_MUL: r = (int64_t)((uint64_t)u * (uint64_t)v); break;
+            default: r = v == 0 || (v == -1 && u == INT64_MIN) ? 0 : u / v; break;
             }
             ((int64_t *)y)[k] = r;
         } else {

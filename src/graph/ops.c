@@ -9,6 +9,11 @@
 #define V(id) (&g->values[(id)])
 #define FAIL(...) tern_errorf(TERN_STATUS_SHAPE, __VA_ARGS__)
 
+/* float -> int64 saturating (out-of-range conversion is UB in C); NaN -> 0 */
+static int64_t f2i(double f) {
+    return f != f ? 0 : f >= 0x1p62 ? INT64_C(1) << 62 : f <= -0x1p62 ? -(INT64_C(1) << 62) : (int64_t)f;
+}
+
 static int is_const(const tern_graph *g, int id) { return id >= 0 && g->values[id].data != NULL; }
 
 /* Read a constant 1-D (or scalar) integer list; returns count, or -1 if not constant. */
@@ -17,16 +22,22 @@ static int read_ints(const tern_graph *g, int id, int64_t *out, int max) {
     const tern_value *v = &g->values[id];
     int64_t n = tern_value_numel(v);
     if (n > max) return -1;
-    for (int64_t i = 0; i < n; i++)
-        out[i] = v->dtype == TERN_DTYPE_I64 ? ((int64_t *)v->data)[i] : (int64_t)((float *)v->data)[i];
+    for (int64_t i = 0; i < n; i++) {
+        if (v->dtype == TERN_DTYPE_I64) { out[i] = ((int64_t *)v->data)[i]; continue; }
+        out[i] = f2i(((float *)v->data)[i]);
+    }
     return (int)n;
 }
 
 static enum tern_status set_shape(tern_graph *g, int id, int ndim, const int64_t *dims, int dtype) {
     tern_value *v = V(id);
     if (ndim < 0 || ndim > TERN_MAX_DIMS) return FAIL("%s: rank %d not supported", v->name, ndim);
-    for (int i = 0; i < ndim; i++)
+    int64_t total = 1;
+    for (int i = 0; i < ndim; i++) {
         if (dims[i] < 0) return FAIL("%s: negative dimension %lld", v->name, (long long)dims[i]);
+        if (dims[i] > TERN_MAX_NUMEL || (total *= dims[i]) > TERN_MAX_NUMEL) /* both factors <= 2^30 */
+            return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: more than %lld elements (TERN_MAX_NUMEL)", v->name, (long long)TERN_MAX_NUMEL);
+    }
     v->ndim = ndim;
     memcpy(v->dims, dims, sizeof(int64_t) * (size_t)ndim);
     v->dtype = dtype;
@@ -34,11 +45,18 @@ static enum tern_status set_shape(tern_graph *g, int id, int ndim, const int64_t
     return TERN_STATUS_OK;
 }
 
-static enum tern_status alloc_data(tern_graph *g, int id) {
-    tern_value *v = V(id);
-    int64_t n = tern_value_numel(v);
-    if (n > (1 << 28)) return FAIL("%s: constant of %lld elements is too large", v->name, (long long)n);
-    v->data = tern_calloc((size_t)(n ? n : 1), (size_t)tern_dtype_size(v->dtype));
+/* The data of a folded node's output. A fold may make at most TERN_MAX_FOLD_NUMEL elements, or
+ * as many as its largest input has: so a few bytes of ConstantOfShape, Range or broadcasting
+ * cannot ask for gigabytes (and the time to fill them), while folding real weights still works. */
+static enum tern_status alloc_data(tern_graph *g, const tern_node *n) {
+    tern_value *v = V(n->out[0]);
+    int64_t cnt = tern_value_numel(v), lim = TERN_MAX_FOLD_NUMEL;
+    for (int i = 0; i < n->nin; i++)
+        if (n->in[i] >= 0 && tern_value_numel(V(n->in[i])) > lim) lim = tern_value_numel(V(n->in[i]));
+    if (cnt > lim)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s %s: a constant of %lld elements is more than folding makes (TERN_MAX_FOLD_NUMEL %lld, or its largest input)",
+                           tern_ops[n->op].name, n->name, (long long)cnt, (long long)TERN_MAX_FOLD_NUMEL);
+    v->data = tern_calloc((size_t)(cnt ? cnt : 1), (size_t)tern_dtype_size(v->dtype));
     return v->data ? TERN_STATUS_OK : TERN_STATUS_NOMEM;
 }
 
@@ -75,6 +93,18 @@ static int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t d, int64_t p
     return o;
 }
 
+/* Bound a node's MACs (after its output shape is set), so that reports and sums cannot overflow. */
+static enum tern_status check_macs(tern_graph *g, tern_node *n) {
+    int64_t per = tern_value_numel_per_image(V(n->out[0])), k = 1, m;
+    const tern_value *w = V(n->in[1]);
+    if (n->op == TERN_OP_CONV) k = w->dims[1] * w->dims[2] * w->dims[3]; /* <= TERN_MAX_NUMEL */
+    else k = w->dims[0];
+    if (tern_mul_ovf(per, k, &m) || m > TERN_MAX_MACS)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s %s: more than %lld multiply-accumulates per image (TERN_MAX_MACS)",
+                           tern_ops[n->op].name, n->name, (long long)TERN_MAX_MACS);
+    return TERN_STATUS_OK;
+}
+
 static enum tern_status infer_conv(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]), *w = V(n->in[1]);
     if (x->ndim != 4) return FAIL("Conv %s: input %s has rank %d, only 2-D convolutions (rank 4) are supported", n->name, x->name, x->ndim);
@@ -93,7 +123,8 @@ static enum tern_status infer_conv(tern_graph *g, tern_node *n) {
                     window_out(x->dims[2], a->kernel[0], a->strides[0], a->dilations[0], a->pads[0], a->pads[2], 0),
                     window_out(x->dims[3], a->kernel[1], a->strides[1], a->dilations[1], a->pads[1], a->pads[3], 0)};
     if (d[2] <= 0 || d[3] <= 0) return FAIL("Conv %s: output would be empty", n->name);
-    return set_shape(g, n->out[0], 4, d, TERN_DTYPE_F32);
+    enum tern_status st = set_shape(g, n->out[0], 4, d, TERN_DTYPE_F32);
+    return st ? st : check_macs(g, n);
 }
 
 static enum tern_status infer_pool(tern_graph *g, tern_node *n) {
@@ -127,7 +158,12 @@ static enum tern_status infer_gemm(tern_graph *g, tern_node *n) {
         if (!C->data || (cn != N && cn != 1)) return FAIL("Gemm %s: C must be a constant of %lld (or 1) values", n->name, (long long)N);
     }
     int64_t d[2] = {M, N};
-    return set_shape(g, n->out[0], 2, d, TERN_DTYPE_F32);
+    enum tern_status st = set_shape(g, n->out[0], 2, d, TERN_DTYPE_F32);
+    if (st) return st;
+    int64_t m;
+    if (tern_mul_ovf(tern_value_numel_per_image(V(n->out[0])), K, &m) || m > TERN_MAX_MACS)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "Gemm %s: more than %lld multiply-accumulates per image (TERN_MAX_MACS)", n->name, (long long)TERN_MAX_MACS);
+    return TERN_STATUS_OK;
 }
 
 static enum tern_status infer_matmul(tern_graph *g, tern_node *n) {
@@ -138,7 +174,8 @@ static enum tern_status infer_matmul(tern_graph *g, tern_node *n) {
     int64_t d[TERN_MAX_DIMS];
     memcpy(d, A->dims, sizeof d);
     d[A->ndim - 1] = B->dims[1];
-    return set_shape(g, n->out[0], A->ndim, d, TERN_DTYPE_F32);
+    enum tern_status st = set_shape(g, n->out[0], A->ndim, d, TERN_DTYPE_F32);
+    return st ? st : check_macs(g, n);
 }
 
 static enum tern_status infer_bn(tern_graph *g, tern_node *n) {
@@ -170,13 +207,16 @@ static enum tern_status infer_binary(tern_graph *g, tern_node *n) {
 static enum tern_status fold_binary(tern_graph *g, tern_node *n) {
     tern_value *a = V(n->in[0]), *b = V(n->in[1]), *y = V(n->out[0]);
     if (a->dtype != b->dtype) return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s %s: mixed input types", tern_ops[n->op].name, n->name);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     tern_nd_binary(n->op, a->dtype, a->data, a->dims, a->ndim, b->data, b->dims, b->ndim, y->dims, y->ndim, y->data);
     return TERN_STATUS_OK;
 }
 
-static int norm_axis(int64_t axis, int ndim) { return (int)(axis < 0 ? axis + ndim : axis); }
+static int norm_axis(int64_t axis, int ndim) { /* out of any range: -1 (not a truncated int64) */
+    if (axis < -TERN_MAX_DIMS || axis > TERN_MAX_DIMS) return -1;
+    return (int)(axis < 0 ? axis + ndim : axis);
+}
 
 static enum tern_status infer_flatten(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]);
@@ -189,7 +229,7 @@ static enum tern_status infer_flatten(tern_graph *g, tern_node *n) {
 }
 
 static enum tern_status fold_copy(tern_graph *g, tern_node *n) { /* reshape-like: same bytes */
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     tern_value *x = V(n->in[0]);
     memcpy(V(n->out[0])->data, x->data, (size_t)tern_value_numel(x) * (size_t)tern_dtype_size(x->dtype));
@@ -208,12 +248,16 @@ static enum tern_status infer_reshape(tern_graph *g, tern_node *n) {
         if (s[i] == -1) {
             if (infer_at >= 0) return FAIL("Reshape %s: more than one -1", n->name);
             infer_at = i;
-        } else known *= s[i];
+        } else if (s[i] < -1) {
+            return FAIL("Reshape %s: negative target dimension %lld", n->name, (long long)s[i]);
+        } else if (s[i] > TERN_MAX_NUMEL || (known *= s[i]) > TERN_MAX_NUMEL) { /* both factors <= 2^30 */
+            return tern_errorf(TERN_STATUS_UNSUPPORTED, "Reshape %s: target shape of more than %lld elements (TERN_MAX_NUMEL)", n->name, (long long)TERN_MAX_NUMEL);
+        }
     }
     int64_t total = tern_value_numel(x);
     if (infer_at >= 0) s[infer_at] = known ? total / known : 0;
     int64_t prod = 1;
-    for (int i = 0; i < ns; i++) prod *= s[i];
+    for (int i = 0; i < ns; i++) prod *= s[i]; /* <= known * total: no overflow */
     if (prod != total) return FAIL("Reshape %s: %lld elements cannot take the target shape", n->name, (long long)total);
     return set_shape(g, n->out[0], ns, s, x->dtype);
 }
@@ -232,7 +276,7 @@ static enum tern_status infer_squeeze(tern_graph *g, tern_node *n) {
         if (out_nd > TERN_MAX_DIMS) return FAIL("Unsqueeze %s: rank too large", n->name);
         for (int i = 0; i < na; i++) {
             int a = norm_axis(axes[i], out_nd);
-            if (a < 0 || a >= out_nd) return FAIL("Unsqueeze %s: axis out of range", n->name);
+            if (a < 0 || a >= out_nd || mark[a]) return FAIL("Unsqueeze %s: axis out of range or repeated", n->name);
             mark[a] = 1;
         }
         for (int i = 0, j = 0; i < out_nd; i++) d[nd++] = mark[i] ? 1 : x->dims[j++];
@@ -278,7 +322,11 @@ static enum tern_status infer_slice(tern_graph *g, tern_node *n) {
     for (int i = 0; i < k; i++) {
         int a = norm_axis(ax[i], x->ndim);
         if (a < 0 || a >= x->ndim || sp[i] == 0) return FAIL("Slice %s: bad axis or zero step", n->name);
-        int64_t dim = x->dims[a], s = st[i], e = en[i];
+        int64_t dim = x->dims[a], s = st[i], e = en[i], lim = dim > 1 ? dim : 1;
+        /* a step beyond the dimension takes one element, as a step of the dimension does;
+         * clamping keeps step * stride (in the executors) and -step in range */
+        if (sp[i] > lim) sp[i] = lim;
+        if (sp[i] < -lim) sp[i] = -lim;
         if (s < 0) s += dim;
         if (e < 0) e += dim;
         if (sp[i] > 0) {
@@ -298,7 +346,7 @@ static enum tern_status infer_slice(tern_graph *g, tern_node *n) {
 
 static enum tern_status fold_slice(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]), *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     if (tern_value_numel(y) > 0)
         tern_nd_slice(x->data, x->dims, x->ndim, tern_dtype_size(x->dtype), n->a.rs_start, n->a.rs_step, y->dims, y->data);
@@ -322,7 +370,9 @@ static enum tern_status infer_pad(tern_graph *g, tern_node *n) {
     int64_t d[TERN_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) {
         if (p[i] < 0 || p[i + x->ndim] < 0) return tern_errorf(TERN_STATUS_UNSUPPORTED, "Pad %s: negative pads are not supported", n->name);
-        d[i] = x->dims[i] + p[i] + p[i + x->ndim];
+        if (p[i] > TERN_MAX_NUMEL || p[i + x->ndim] > TERN_MAX_NUMEL)
+            return tern_errorf(TERN_STATUS_UNSUPPORTED, "Pad %s: pads beyond %lld (TERN_MAX_NUMEL)", n->name, (long long)TERN_MAX_NUMEL);
+        d[i] = x->dims[i] + p[i] + p[i + x->ndim]; /* three terms <= 2^30 */
     }
     memcpy(n->a.pad_list, p, sizeof p);
     n->a.npad_list = np;
@@ -338,26 +388,27 @@ static enum tern_status infer_concat(tern_graph *g, tern_node *n) {
     memcpy(d, x->dims, sizeof d);
     d[axis] = 0;
     for (int i = 0; i < n->nin; i++) {
+        if (n->in[i] < 0) return FAIL("Concat %s: input %d is empty", n->name, i);
         tern_value *v = V(n->in[i]);
         if (v->ndim != x->ndim) return FAIL("Concat %s: input ranks differ", n->name);
         for (int j = 0; j < x->ndim; j++)
             if (j != axis && v->dims[j] != x->dims[j]) return FAIL("Concat %s: input %s shape differs off the axis", n->name, v->name);
-        d[axis] += v->dims[axis];
+        d[axis] += v->dims[axis]; /* <= TERN_MAX_NODE_IN * TERN_MAX_NUMEL: no overflow */
     }
     return set_shape(g, n->out[0], x->ndim, d, x->dtype);
 }
 
 static enum tern_status fold_concat(tern_graph *g, tern_node *n) {
-    const void *xs[TERN_MAX_IN];
-    const int64_t *xd[TERN_MAX_IN];
-    for (int i = 0; i < n->nin; i++) {
+    for (int i = 0; i < n->nin; i++)
         if (V(n->in[i])->dtype != V(n->in[0])->dtype) return tern_errorf(TERN_STATUS_UNSUPPORTED, "Concat %s: mixed types", n->name);
-        xs[i] = V(n->in[i])->data;
-        xd[i] = V(n->in[i])->dims;
-    }
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
-    tern_nd_concat(xs, xd, n->nin, V(n->in[0])->ndim, tern_dtype_size(V(n->in[0])->dtype), (int)n->a.axis, V(n->out[0])->data);
+    int64_t at = 0;
+    for (int i = 0; i < n->nin; i++) {
+        tern_value *v = V(n->in[i]);
+        tern_nd_concat_part(v->data, v->dims, v->ndim, tern_dtype_size(v->dtype), (int)n->a.axis, at, V(n->out[0])->dims, V(n->out[0])->data);
+        at += v->dims[n->a.axis];
+    }
     return TERN_STATUS_OK;
 }
 
@@ -368,7 +419,7 @@ static enum tern_status infer_shape(tern_graph *g, tern_node *n) {
     return set_shape(g, n->out[0], 1, d, TERN_DTYPE_I64);
 }
 static enum tern_status fold_shape(tern_graph *g, tern_node *n) {
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     memcpy(V(n->out[0])->data, V(n->in[0])->dims, sizeof(int64_t) * (size_t)V(n->in[0])->ndim);
     return TERN_STATUS_OK;
@@ -388,7 +439,7 @@ static enum tern_status infer_gather(tern_graph *g, tern_node *n) {
 }
 static enum tern_status fold_gather(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]), *ix = V(n->in[1]), *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     int axis = (int)n->a.axis, es = tern_dtype_size(x->dtype);
     int64_t outer = 1, inner = 1, ni = tern_value_numel(ix), dim = x->dims[axis];
@@ -397,7 +448,7 @@ static enum tern_status fold_gather(tern_graph *g, tern_node *n) {
     char *yc = y->data;
     for (int64_t o = 0; o < outer; o++)
         for (int64_t j = 0; j < ni; j++) {
-            int64_t k = ix->dtype == TERN_DTYPE_I64 ? ((int64_t *)ix->data)[j] : (int64_t)((float *)ix->data)[j];
+            int64_t k = ix->dtype == TERN_DTYPE_I64 ? ((int64_t *)ix->data)[j] : f2i(((float *)ix->data)[j]);
             if (k < 0) k += dim;
             if (k < 0 || k >= dim) return FAIL("Gather %s: index %lld out of range", n->name, (long long)k);
             memcpy(yc, (char *)x->data + ((o * dim + k) * inner) * es, (size_t)(inner * es));
@@ -414,10 +465,10 @@ static enum tern_status infer_cos(tern_graph *g, tern_node *n) { /* ConstantOfSh
 }
 static enum tern_status fold_cos(tern_graph *g, tern_node *n) {
     tern_value *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
-    for (int64_t i = 0; i < tern_value_numel(y); i++)
-        if (y->dtype == TERN_DTYPE_I64) ((int64_t *)y->data)[i] = (int64_t)n->a.fill;
+    for (int64_t i = 0, cnt = tern_value_numel(y); i < cnt; i++)
+        if (y->dtype == TERN_DTYPE_I64) ((int64_t *)y->data)[i] = f2i(n->a.fill);
         else ((float *)y->data)[i] = (float)n->a.fill;
     return TERN_STATUS_OK;
 }
@@ -431,11 +482,11 @@ static enum tern_status infer_cast(tern_graph *g, tern_node *n) {
 }
 static enum tern_status fold_cast(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]), *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
-    for (int64_t i = 0; i < tern_value_numel(x); i++) {
+    for (int64_t i = 0, cnt = tern_value_numel(x); i < cnt; i++) {
         if (y->dtype == TERN_DTYPE_I64)
-            ((int64_t *)y->data)[i] = x->dtype == TERN_DTYPE_I64 ? ((int64_t *)x->data)[i] : (int64_t)((float *)x->data)[i];
+            ((int64_t *)y->data)[i] = x->dtype == TERN_DTYPE_I64 ? ((int64_t *)x->data)[i] : f2i(((float *)x->data)[i]);
         else
             ((float *)y->data)[i] = x->dtype == TERN_DTYPE_I64 ? (float)((int64_t *)x->data)[i] : ((float *)x->data)[i];
     }
@@ -459,7 +510,7 @@ static enum tern_status infer_transpose(tern_graph *g, tern_node *n) {
 }
 static enum tern_status fold_transpose(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     tern_nd_transpose(x->data, x->dims, x->ndim, tern_dtype_size(x->dtype), n->a.perm, V(n->out[0])->data);
     return TERN_STATUS_OK;
@@ -469,7 +520,10 @@ static enum tern_status infer_range(tern_graph *g, tern_node *n) {
     int64_t s, l, d;
     if (read_ints(g, n->in[0], &s, 1) != 1 || read_ints(g, n->in[1], &l, 1) != 1 || read_ints(g, n->in[2], &d, 1) != 1 || d == 0)
         return tern_errorf(TERN_STATUS_UNSUPPORTED, "Range %s: start/limit/delta must be constant integers, delta != 0", n->name);
-    int64_t cnt = (l - s + d + (d > 0 ? -1 : 1)) / d;
+    int64_t span, cnt;
+    if (__builtin_sub_overflow(l, s, &span) || tern_add_ovf(span, d + (d > 0 ? -1 : 1), &span))
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "Range %s: more than %lld elements (TERN_MAX_NUMEL)", n->name, (long long)TERN_MAX_NUMEL);
+    cnt = d == -1 && span == INT64_MIN ? INT64_MAX : span / d;
     int64_t dims[1] = {cnt > 0 ? cnt : 0};
     return set_shape(g, n->out[0], 1, dims, V(n->in[0])->dtype);
 }
@@ -478,7 +532,7 @@ static enum tern_status fold_range(tern_graph *g, tern_node *n) {
     read_ints(g, n->in[0], &s, 1);
     read_ints(g, n->in[2], &d, 1);
     tern_value *y = V(n->out[0]);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     for (int64_t i = 0; i < y->dims[0]; i++)
         if (y->dtype == TERN_DTYPE_I64) ((int64_t *)y->data)[i] = s + i * d;
@@ -490,11 +544,11 @@ static enum tern_status fold_unary(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]);
     if (n->op == TERN_OP_IDENTITY) return fold_copy(g, n);
     if (x->dtype != TERN_DTYPE_F32) return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s %s: integer input", tern_ops[n->op].name, n->name);
-    enum tern_status st = alloc_data(g, n->out[0]);
+    enum tern_status st = alloc_data(g, n);
     if (st) return st;
     const float *a = x->data;
     float *y = V(n->out[0])->data;
-    for (int64_t i = 0; i < tern_value_numel(x); i++) y[i] = tern_unary_f32(n, a[i]);
+    for (int64_t i = 0, cnt = tern_value_numel(x); i < cnt; i++) y[i] = tern_unary_f32(n, a[i]);
     return TERN_STATUS_OK;
 }
 

@@ -7,7 +7,7 @@
 static void compact(tern_graph *g, const char *dead) {
     int k = 0;
     for (int i = 0; i < g->nnodes; i++) {
-        if (dead[i]) free(g->nodes[i].name);
+        if (dead[i]) tern_node_clear(&g->nodes[i]);
         else g->nodes[k++] = g->nodes[i];
     }
     g->nnodes = k;
@@ -45,6 +45,15 @@ enum tern_status tern_graph_infer_and_fold(tern_graph *g) {
             dead[i] = 1;
         } else if (!op->run_fp32) {
             st = tern_errorf(TERN_STATUS_UNSUPPORTED, "node %s (%s): only supported on constant inputs (shape subgraphs); here it reads an activation", n->name, op->name);
+        } else {
+            /* Executors scale dim 0 of every activation to the batch they run: an activation
+             * must keep dim 0 as the batch (1 here), or its buffer would not match its data. */
+            for (int j = 0; j < n->nout && !st; j++) {
+                const tern_value *y = n->out[j] >= 0 ? &g->values[n->out[j]] : NULL;
+                if (y && (y->ndim < 1 || y->dims[0] != 1))
+                    st = tern_errorf(TERN_STATUS_UNSUPPORTED, "node %s (%s): output %s has %s; tern needs dimension 0 of every activation to stay the batch",
+                                     n->name, op->name, y->name, y->ndim < 1 ? "no dimensions" : "dimension 0 other than the batch");
+            }
         }
     }
     if (!st) compact(g, dead);
@@ -125,4 +134,25 @@ void tern_graph_prune(tern_graph *g) {
     compact(g, dead);
     free(need);
     free(dead);
+}
+
+enum tern_status tern_graph_check_finite(const tern_graph *g) {
+    for (int i = 0; i < g->nnodes; i++) {
+        const tern_node *n = &g->nodes[i];
+        for (int j = 0; j < n->nin; j++) {
+            if (n->in[j] < 0) continue;
+            const tern_value *v = &g->values[n->in[j]];
+            if (!v->data || v->dtype != TERN_DTYPE_F32) continue;
+            int64_t cnt = tern_value_numel(v);
+            const float *d = v->data;
+            for (int64_t k = 0; k < cnt; k++) {
+                if (isfinite(d[k])) continue;
+                if (n->op == TERN_OP_CLIP && j > 0 && !isnan(d[k])) break; /* an open bound */
+                return tern_errorf(TERN_STATUS_NUMERIC, "%s: node '%s' (%s): constant '%s' holds %s at element %lld%s",
+                                   g->path, n->name, tern_ops[n->op].name, v->name, isnan(d[k]) ? "NaN" : d[k] > 0 ? "+Inf" : "-Inf",
+                                   (long long)k, n->op == TERN_OP_CONV ? " (after BatchNorm folding, if any)" : "");
+            }
+        }
+    }
+    return TERN_STATUS_OK;
 }

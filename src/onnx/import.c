@@ -13,7 +13,33 @@ typedef struct {
     const char *path;
     tern_graph *g;
     int opset;
+    int *slot;          /* [cap] name hash table: value id + 1, 0 = empty (linear probing) */
+    size_t cap;
 } importer;
+
+/* Value names are looked up through a hash table, so that a graph of TERN_MAX_NODES nodes
+ * imports in linear time; every name is defined once (ONNX's SSA rule). */
+static size_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    return (size_t)h;
+}
+static int *name_slot(importer *im, const char *name) {
+    size_t i = name_hash(name) & (im->cap - 1);
+    while (im->slot[i] && strcmp(im->g->values[im->slot[i] - 1].name, name) != 0) i = (i + 1) & (im->cap - 1);
+    return &im->slot[i];
+}
+static int find_value(importer *im, const char *name) { return *name_slot(im, name) - 1; }
+/* Define value `name` (what: "initializer", "input", "node output", for the message); it must be new. */
+static enum tern_status define_value(importer *im, const char *name, const char *what, int *id) {
+    if (!name || !*name) return tern_errorf(TERN_STATUS_FORMAT, "%s: %s without a name", im->path, what);
+    int *sl = name_slot(im, name);
+    if (*sl) return tern_errorf(TERN_STATUS_FORMAT, "%s: value name '%s' is defined twice (again as %s)", im->path, name, what);
+    *id = tern_graph_add_value(im->g, name);
+    if (*id < 0) return TERN_STATUS_NOMEM;
+    *sl = *id + 1;
+    return TERN_STATUS_OK;
+}
 
 static const Attr *find_attr(const Onnx__NodeProto *nd, const char *name) {
     for (size_t i = 0; i < nd->n_attribute; i++)
@@ -64,10 +90,10 @@ static enum tern_status load_tensor(importer *im, const Onnx__TensorProto *t, co
     int64_t n = 1;
     v->ndim = (int)t->n_dims;
     for (size_t i = 0; i < t->n_dims; i++) {
-        if (t->dims[i] < 0 || t->dims[i] > (1LL << 31)) return tern_errorf(TERN_STATUS_FORMAT, "%s: tensor '%s' has invalid dimension %lld", im->path, nm, (long long)t->dims[i]);
+        if (t->dims[i] < 0) return tern_errorf(TERN_STATUS_FORMAT, "%s: tensor '%s' has negative dimension %lld", im->path, nm, (long long)t->dims[i]);
+        if (t->dims[i] > TERN_MAX_NUMEL || (n *= t->dims[i]) > TERN_MAX_NUMEL) /* n <= 2^30 before, dims <= 2^30: no overflow */
+            return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: tensor '%s' has more than %lld elements (TERN_MAX_NUMEL)", im->path, nm, (long long)TERN_MAX_NUMEL);
         v->dims[i] = t->dims[i];
-        n *= t->dims[i];
-        if (n > (1LL << 31)) return tern_errorf(TERN_STATUS_FORMAT, "%s: tensor '%s' is too large", im->path, nm);
     }
     int dt = t->has_data_type ? t->data_type : 0;
     int esize;
@@ -79,13 +105,17 @@ static enum tern_status load_tensor(importer *im, const Onnx__TensorProto *t, co
     case 9: case 3: case 2: esize = 1; v->dtype = TERN_DTYPE_I64; break; /* BOOL/INT8/UINT8 -> int64 */
     default: return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: tensor '%s' has data type %d; tern reads float32/float64/int64/int32/int8/uint8/bool", im->path, nm, dt);
     }
+    /* the data must be there before anything is allocated for it */
+    size_t have = t->has_raw_data ? t->raw_data.len / (size_t)esize
+                : dt == 1 ? t->n_float_data : dt == 11 ? t->n_double_data : dt == 7 ? t->n_int64_data : t->n_int32_data;
+    if (t->has_raw_data && t->raw_data.len != (size_t)n * (size_t)esize)
+        return tern_errorf(TERN_STATUS_FORMAT, "%s: tensor '%s': raw data has %zu bytes, shape needs %lld", im->path, nm, t->raw_data.len, (long long)n * esize);
+    if (have != (size_t)n)
+        return tern_errorf(TERN_STATUS_FORMAT, "%s: tensor '%s' holds %zu values, its shape needs %lld", im->path, nm, have, (long long)n);
     v->data = tern_calloc((size_t)(n ? n : 1), (size_t)tern_dtype_size(v->dtype));
     if (!v->data) return TERN_STATUS_NOMEM;
     v->shape_known = 1;
-    size_t have;
     if (t->has_raw_data) {
-        if (t->raw_data.len != (size_t)n * (size_t)esize)
-            return tern_errorf(TERN_STATUS_FORMAT, "%s: tensor '%s': raw data has %zu bytes, shape needs %lld", im->path, nm, t->raw_data.len, (long long)n * esize);
         const uint8_t *r = t->raw_data.data;
         for (int64_t i = 0; i < n; i++, r += esize) {
             if (dt == 1) memcpy((float *)v->data + i, r, 4);
@@ -98,13 +128,11 @@ static enum tern_status load_tensor(importer *im, const Onnx__TensorProto *t, co
         return TERN_STATUS_OK;
     }
     switch (dt) {
-    case 1: have = t->n_float_data; if (have == (size_t)n) memcpy(v->data, t->float_data, 4 * (size_t)n); break;
-    case 11: have = t->n_double_data; if (have == (size_t)n) for (int64_t i = 0; i < n; i++) ((float *)v->data)[i] = (float)t->double_data[i]; break;
-    case 7: have = t->n_int64_data; if (have == (size_t)n) memcpy(v->data, t->int64_data, 8 * (size_t)n); break;
-    default: have = t->n_int32_data; if (have == (size_t)n) for (int64_t i = 0; i < n; i++) ((int64_t *)v->data)[i] = t->int32_data[i]; break;
+    case 1: if (n) memcpy(v->data, t->float_data, 4 * (size_t)n); break;
+    case 11: for (int64_t i = 0; i < n; i++) ((float *)v->data)[i] = (float)t->double_data[i]; break;
+    case 7: if (n) memcpy(v->data, t->int64_data, 8 * (size_t)n); break;
+    default: for (int64_t i = 0; i < n; i++) ((int64_t *)v->data)[i] = t->int32_data[i]; break;
     }
-    if (have != (size_t)n)
-        return tern_errorf(TERN_STATUS_FORMAT, "%s: tensor '%s' holds %zu values, its shape needs %lld", im->path, nm, have, (long long)n);
     return TERN_STATUS_OK;
 }
 
@@ -138,6 +166,7 @@ static enum tern_status parse_window(importer *im, const Onnx__NodeProto *nd, te
     int64_t tmp[8];
     int k = attr_ints(nd, "kernel_shape", a->kernel, 2);
     if (k == -2 || k == 0 || k == 1) return NODE_ERR(TERN_STATUS_UNSUPPORTED, "only 2-D kernels are supported");
+    if (k == 2 && (a->kernel[0] < 1 || a->kernel[1] < 1)) return NODE_ERR(TERN_STATUS_FORMAT, "kernel_shape must be >= 1");
     a->strides[0] = a->strides[1] = a->dilations[0] = a->dilations[1] = 1;
     if (attr_ints(nd, "strides", tmp, 2) == 2) { a->strides[0] = tmp[0]; a->strides[1] = tmp[1]; }
     else if (find_attr(nd, "strides")) return NODE_ERR(TERN_STATUS_UNSUPPORTED, "strides must have 2 values");
@@ -150,6 +179,11 @@ static enum tern_status parse_window(importer *im, const Onnx__NodeProto *nd, te
         if (a->strides[i] < 1 || a->dilations[i] < 1) return NODE_ERR(TERN_STATUS_FORMAT, "strides and dilations must be >= 1");
     for (int i = 0; i < 4; i++)
         if (a->pads[i] < 0) return NODE_ERR(TERN_STATUS_UNSUPPORTED, "negative pads");
+    /* bounded, so that the output-size arithmetic cannot overflow */
+    for (int i = 0; i < 2; i++)
+        if (a->kernel[i] > TERN_MAX_NUMEL || a->strides[i] > TERN_MAX_NUMEL || a->dilations[i] > TERN_MAX_NUMEL ||
+            a->pads[i] > TERN_MAX_NUMEL || a->pads[i + 2] > TERN_MAX_NUMEL)
+            return NODE_ERR(TERN_STATUS_UNSUPPORTED, "kernel_shape, strides, dilations or pads beyond %lld (TERN_MAX_NUMEL)", (long long)TERN_MAX_NUMEL);
     if (attr_str_is(nd, "auto_pad", "NOTSET", "NOTSET")) a->auto_pad = 0;
     else if (attr_str_is(nd, "auto_pad", "VALID", "NOTSET")) a->auto_pad = 1;
     else if (attr_str_is(nd, "auto_pad", "SAME_UPPER", "NOTSET")) a->auto_pad = 2;
@@ -323,27 +357,37 @@ static enum tern_status build(importer *im, const Onnx__ModelProto *m) {
     tern_graph *g = im->g;
     const Onnx__GraphProto *gr = m->graph;
     if (!gr) return tern_errorf(TERN_STATUS_FORMAT, "%s: the model has no graph", im->path);
-    im->opset = 0;
+    int64_t opset = 0;
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const char *d = m->opset_import[i]->domain;
-        if (!d || !*d || strcmp(d, "ai.onnx") == 0) im->opset = (int)m->opset_import[i]->version;
+        if (!d || !*d || strcmp(d, "ai.onnx") == 0) opset = m->opset_import[i]->version;
     }
-    if (im->opset < 9 || im->opset > 17)
-        return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: opset %d is not supported (tern reads opsets 9 to 17)", im->path, im->opset);
+    if (opset < 9 || opset > 17) /* compared as int64: 2^40+13 is not 13 */
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: opset %lld is not supported (tern reads opsets 9 to 17)", im->path, (long long)opset);
+    im->opset = (int)opset;
+    if (gr->n_node > TERN_MAX_NODES)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: the graph has %zu nodes, more than %d (TERN_MAX_NODES)", im->path, gr->n_node, TERN_MAX_NODES);
+    /* the name table: every value is an initializer, an input or a node output */
+    size_t nnames = gr->n_initializer + gr->n_input;
+    for (size_t i = 0; i < gr->n_node; i++) nnames += gr->node[i]->n_output;
+    for (im->cap = 64; im->cap < 2 * nnames; im->cap *= 2) {}
+    if (!(im->slot = tern_calloc(im->cap, sizeof *im->slot))) return TERN_STATUS_NOMEM;
 
     for (size_t i = 0; i < gr->n_initializer; i++) {
         const Onnx__TensorProto *t = gr->initializer[i];
-        int id = tern_graph_add_value(g, t->name);
-        if (id < 0) return TERN_STATUS_NOMEM;
-        enum tern_status st = load_tensor(im, t, "initializer", &g->values[id]);
+        int id;
+        enum tern_status st = define_value(im, t->name, "initializer", &id);
+        if (st) return st;
+        st = load_tensor(im, t, "initializer", &g->values[id]);
         if (st) return st;
     }
     for (size_t i = 0; i < gr->n_input; i++) {
         const Onnx__ValueInfoProto *vi = gr->input[i];
-        if (!vi->name || tern_graph_find_value(g, vi->name) >= 0) continue; /* an initializer */
+        if (!vi->name || find_value(im, vi->name) >= 0) continue; /* an initializer (listed as an input before IR 4) */
         if (g->input >= 0) return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: the model has more than one input (%s, %s); tern runs single-input image models", im->path, g->values[g->input].name, vi->name);
-        int id = tern_graph_add_value(g, vi->name);
-        if (id < 0) return TERN_STATUS_NOMEM;
+        int id;
+        enum tern_status st = define_value(im, vi->name, "input", &id);
+        if (st) return st;
         tern_value *v = &g->values[id];
         const Onnx__TypeProto *tp = vi->type;
         if (!tp || !tp->tensor_type || !tp->tensor_type->shape)
@@ -361,6 +405,8 @@ static enum tern_status build(importer *im, const Onnx__ModelProto *m) {
                 return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: input '%s' dimension %zu is not a fixed size", im->path, vi->name, d);
             else v->dims[d] = dm->dim_value;
         }
+        if (tern_value_numel_checked(v) < 0)
+            return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: input '%s' has more than %lld elements per image (TERN_MAX_NUMEL)", im->path, vi->name, (long long)TERN_MAX_NUMEL);
         v->shape_known = 1;
         g->input = id;
     }
@@ -373,22 +419,24 @@ static enum tern_status build(importer *im, const Onnx__ModelProto *m) {
             return NODE_ERR(TERN_STATUS_UNSUPPORTED, "operator domain '%s' is not supported", nd->domain);
         int op = tern_op_lookup(nd->op_type);
         if (op < 0) return NODE_ERR(TERN_STATUS_UNSUPPORTED, "operator %s is not supported", nd->op_type);
-        if (nd->n_output < 1 || nd->n_input > TERN_MAX_IN) return NODE_ERR(TERN_STATUS_FORMAT, "bad number of inputs/outputs");
+        if (nd->n_output < 1) return NODE_ERR(TERN_STATUS_FORMAT, "no outputs");
+        if (nd->n_input > TERN_MAX_NODE_IN) return NODE_ERR(TERN_STATUS_UNSUPPORTED, "%zu inputs, more than %d (TERN_MAX_NODE_IN)", nd->n_input, TERN_MAX_NODE_IN);
         if (op == TERN_OP_CONSTANT) {
-            int id = tern_graph_add_value(g, nd->output[0]);
-            if (id < 0) return TERN_STATUS_NOMEM;
-            enum tern_status st = parse_attrs(im, nd, &(tern_node){.op = TERN_OP_CONSTANT});
+            int id;
+            enum tern_status st = define_value(im, nd->output[0], "the output of a Constant node", &id);
+            if (st) return st;
+            st = parse_attrs(im, nd, &(tern_node){.op = TERN_OP_CONSTANT});
             if (st) return st;
             st = import_constant(im, nd, id);
             if (st) return st;
             continue;
         }
-        tern_node *n = tern_graph_add_node(g, nd->name && *nd->name ? nd->name : nd->output[0], (enum tern_op)op);
-        if (!n) return TERN_STATUS_NOMEM;
+        tern_node *n = tern_graph_add_node_n(g, nd->name && *nd->name ? nd->name : nd->output[0], (enum tern_op)op, (int)nd->n_input);
+        if (!n) return tern_last_error()[0] ? TERN_STATUS_UNSUPPORTED : TERN_STATUS_NOMEM;
         n->nin = (int)nd->n_input;
         for (size_t j = 0; j < nd->n_input; j++) {
             if (!nd->input[j] || !*nd->input[j]) { n->in[j] = -1; continue; }
-            n->in[j] = tern_graph_find_value(g, nd->input[j]);
+            n->in[j] = find_value(im, nd->input[j]);
             if (n->in[j] < 0) return NODE_ERR(TERN_STATUS_FORMAT, "input '%s' is not defined before use", nd->input[j]);
         }
         static const int min_in[TERN_OP_COUNT] = {[TERN_OP_CONV] = 2, [TERN_OP_GEMM] = 2, [TERN_OP_MATMUL] = 2,
@@ -400,8 +448,10 @@ static enum tern_status build(importer *im, const Onnx__ModelProto *m) {
         if (op == TERN_OP_SLICE && im->opset >= 10 && n->nin < 3) return NODE_ERR(TERN_STATUS_FORMAT, "needs starts and ends inputs");
         n->nout = nd->n_output > 2 ? 2 : (int)nd->n_output;
         for (int j = 0; j < n->nout; j++) {
-            int id = tern_graph_add_value(g, nd->output[j]);
-            if (id < 0) return TERN_STATUS_NOMEM;
+            if (j > 0 && (!nd->output[j] || !*nd->output[j])) continue; /* an absent optional output */
+            int id;
+            enum tern_status st = define_value(im, nd->output[j], "a node output", &id);
+            if (st) return st;
             n = &g->nodes[g->nnodes - 1];
             n->out[j] = id;
         }
@@ -410,8 +460,37 @@ static enum tern_status build(importer *im, const Onnx__ModelProto *m) {
     }
     if (gr->n_output < 1) return tern_errorf(TERN_STATUS_FORMAT, "%s: the graph has no output", im->path);
     if (gr->n_output > 1) return tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: the graph has %zu outputs; tern runs single-output classifiers", im->path, gr->n_output);
-    g->output = tern_graph_find_value(g, gr->output[0]->name ? gr->output[0]->name : "");
+    g->output = find_value(im, gr->output[0]->name ? gr->output[0]->name : "");
     if (g->output < 0) return tern_errorf(TERN_STATUS_FORMAT, "%s: graph output '%s' is not produced by any node", im->path, gr->output[0]->name);
+    return TERN_STATUS_OK;
+}
+
+static enum tern_status import_bytes(const uint8_t *buf, size_t len, const char *path, tern_graph **out) {
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
+    if (!m) return tern_errorf(TERN_STATUS_FORMAT, "%s: not a valid ONNX model (the protobuf does not parse: truncated or corrupt file?)", path);
+    importer im = {.path = path, .g = tern_graph_new(path)};
+    if (!im.g) {
+        onnx__model_proto__free_unpacked(m, NULL);
+        return TERN_STATUS_NOMEM;
+    }
+    enum tern_status st = read_meta(&im, m);
+    if (!st) st = build(&im, m);
+    free(im.slot);
+    onnx__model_proto__free_unpacked(m, NULL);
+    if (!st) st = tern_graph_infer_and_fold(im.g);
+    if (!st) st = tern_graph_fold_batchnorm(im.g);
+    if (!st) st = tern_graph_remove_identity(im.g);
+    if (!st) {
+        tern_graph_prune(im.g);
+        if (im.g->values[im.g->output].data) st = tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: the output does not depend on the input", path);
+    }
+    if (!st) st = tern_graph_check_finite(im.g);
+    if (st) {
+        if (!strstr(tern_last_error(), path)) tern_error_prefix(st, "%s", path);
+        tern_graph_free(im.g);
+        return st;
+    }
+    *out = im.g;
     return TERN_STATUS_OK;
 }
 
@@ -421,29 +500,12 @@ enum tern_status tern_onnx_import(const char *path, tern_graph **out) {
     size_t len;
     enum tern_status st = tern_read_file(path, &buf, &len);
     if (st) return st;
-    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
+    st = import_bytes(buf, len, path, out);
     free(buf);
-    if (!m) return tern_errorf(TERN_STATUS_FORMAT, "%s: not a valid ONNX model (the protobuf does not parse: truncated or corrupt file?)", path);
-    importer im = {.path = path, .g = tern_graph_new(path)};
-    if (!im.g) {
-        onnx__model_proto__free_unpacked(m, NULL);
-        return TERN_STATUS_NOMEM;
-    }
-    st = read_meta(&im, m);
-    if (!st) st = build(&im, m);
-    onnx__model_proto__free_unpacked(m, NULL);
-    if (!st) st = tern_graph_infer_and_fold(im.g);
-    if (!st) st = tern_graph_fold_batchnorm(im.g);
-    if (!st) st = tern_graph_remove_identity(im.g);
-    if (!st) {
-        tern_graph_prune(im.g);
-        if (im.g->values[im.g->output].data) st = tern_errorf(TERN_STATUS_UNSUPPORTED, "%s: the output does not depend on the input", path);
-    }
-    if (st) {
-        if (!strstr(tern_last_error(), path)) tern_error_prefix(st, "%s", path);
-        tern_graph_free(im.g);
-        return st;
-    }
-    *out = im.g;
-    return TERN_STATUS_OK;
+    return st;
+}
+
+enum tern_status tern_onnx_import_mem(const uint8_t *data, size_t len, const char *name, tern_graph **out) {
+    *out = NULL;
+    return import_bytes(data, len, name ? name : "<memory>", out);
 }

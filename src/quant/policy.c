@@ -14,6 +14,7 @@ void tern_qopts_init(tern_qopts *o) {
     o->threads = 1;
     o->opt_images = 64;
     o->opt_damp = 1e-3f;
+    o->opt_method = TERN_OPT_GPTQ_CD; /* measured best (docs/RESULTS.md, issue 12) */
 }
 
 int tern_parse_wspec(const char *s, int *wtype, int *cluster) {

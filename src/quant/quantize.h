@@ -43,7 +43,12 @@ typedef struct tern_qopts {
      * the layout of the node's own initializers) is also written into this graph's constants: an
      * import of the same model, not g itself. tern finetune starts training from it. */
     tern_graph *export_to;
+    int opt_method;             /* code choice of opt_round: enum tern_opt_method */
 } tern_qopts;
+
+/* How opt_round chooses the codes (src/quant/optimize.c): coordinate descent from the plain
+ * quantizer's codes; GPTQ error feedback (src/quant/gptq.h); GPTQ, then coordinate descent. */
+enum tern_opt_method { TERN_OPT_CD = 0, TERN_OPT_GPTQ = 1, TERN_OPT_GPTQ_CD = 2 };
 
 void tern_qopts_init(tern_qopts *o);
 /* Parse "t", "t:16", "4", "4:8", "8", "t:all" into wtype/cluster. */

@@ -471,16 +471,17 @@ enum tern_status tern_trainer_write_back(tern_trainer *t, int quantized) {
     return TERN_STATUS_OK;
 }
 
-/* Per-output-channel sums and sums of squares of every weight layer's output (pre-activation). */
-static void layer_stats(tern_trainer *t, int only, int B, double *sum, double *sq) {
+/* Per-output-channel sums and sums of squares of every weight layer's output (pre-activation);
+ * layer l's channels start at l * C. */
+static void layer_stats(tern_trainer *t, int only, int B, int C, double *sum, double *sq) {
     for (int i = 0; i < t->nn; i++) {
         const tnode *tn = &t->nd[i];
         if (tn->kind != K_CONV || (only >= 0 && tn->wl != only)) continue;
         const tw *L = &t->wl[tn->wl];
         size_t N = (size_t)B * tn->cv.Ho * tn->cv.Wo;
         const float *y = t->v[tn->y].d;
-        double *s = sum + (size_t)tn->wl * 4096, *q = sq + (size_t)tn->wl * 4096;
-        for (int o = 0; o < L->cout && o < 4096; o++) {
+        double *s = sum + (size_t)tn->wl * C, *q = sq + (size_t)tn->wl * C;
+        for (int o = 0; o < L->cout; o++) {
             double a = 0, b = 0;
             for (size_t k = 0; k < N; k++) {
                 double v = y[(size_t)o * N + k];
@@ -494,9 +495,10 @@ static void layer_stats(tern_trainer *t, int only, int B, double *sum, double *s
 }
 
 enum tern_status tern_trainer_correct_stats(tern_trainer *t, const float *x, int n) {
-    int B = t->maxb, nw = t->nw;
-    double *s0 = tern_calloc((size_t)nw * 4096, sizeof(double)), *q0 = tern_calloc((size_t)nw * 4096, sizeof(double));
-    double *s1 = tern_calloc((size_t)nw * 4096, sizeof(double)), *q1 = tern_calloc((size_t)nw * 4096, sizeof(double));
+    int B = t->maxb, nw = t->nw, C = 1; /* C: the widest layer's channels (no fixed cap) */
+    for (int l = 0; l < nw; l++) C = t->wl[l].cout > C ? t->wl[l].cout : C;
+    double *s0 = tern_calloc((size_t)nw * C, sizeof(double)), *q0 = tern_calloc((size_t)nw * C, sizeof(double));
+    double *s1 = tern_calloc((size_t)nw * C, sizeof(double)), *q1 = tern_calloc((size_t)nw * C, sizeof(double));
     tern_train_opts saved = t->o;
     enum tern_status st = TERN_STATUS_NOMEM;
     if (!s0 || !q0 || !s1 || !q1) goto done;
@@ -509,25 +511,25 @@ enum tern_status tern_trainer_correct_stats(tern_trainer *t, const float *x, int
         int b = n - s < B ? n - s : B;
         if ((st = quantize_weights(t))) goto done;
         forward(t, x + per * (size_t)s, b);
-        layer_stats(t, -1, b, s0, q0);
+        layer_stats(t, -1, b, C, s0, q0);
     }
     t->o.quant_weights = saved.quant_weights;
     t->o.quant_acts = saved.quant_acts;
     for (int l = 0; l < nw; l++) {
         tw *L = &t->wl[l];
-        memset(s1 + (size_t)l * 4096, 0, sizeof(double) * 4096);
-        memset(q1 + (size_t)l * 4096, 0, sizeof(double) * 4096);
+        memset(s1 + (size_t)l * C, 0, sizeof(double) * (size_t)C);
+        memset(q1 + (size_t)l * C, 0, sizeof(double) * (size_t)C);
         int64_t m = 0;
         for (int s = 0; s < n; s += B) {
             int b = n - s < B ? n - s : B;
             if ((st = quantize_weights(t))) goto done;
             forward(t, x + per * (size_t)s, b);
-            layer_stats(t, l, b, s1, q1);
+            layer_stats(t, l, b, C, s1, q1);
         }
         for (int i = 0; i < t->nn; i++)
             if (t->nd[i].kind == K_CONV && t->nd[i].wl == l) m = (int64_t)n * t->nd[i].cv.Ho * t->nd[i].cv.Wo;
-        for (int o = 0; o < L->cout && o < 4096; o++) {
-            size_t k = (size_t)l * 4096 + o;
+        for (int o = 0; o < L->cout; o++) {
+            size_t k = (size_t)l * C + o;
             double mf = s0[k] / m, vf = q0[k] / m - mf * mf, mq = s1[k] / m, vq = q1[k] / m - mq * mq;
             if (!(vq > 1e-12) || !(vf > 1e-12)) continue;
             double sc = sqrt(vf / vq);

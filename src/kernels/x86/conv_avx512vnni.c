@@ -11,11 +11,12 @@
  * 0x80 with the correction folded into the bias. vpdpbusd adds the 4 u8 x s8 products of a step
  * into each channel's s32 sum (no saturation, int32 wrap-around like the reference), so 8-bit
  * codes need no widening and a segment is a whole cluster, except for ternary codes:
- *   - ternary: segments of at most 32 steps (128 products of at most 255), so a segment's sum s
- *     fits s16, and vpdpwssd with the scale dword (cs, 0: scales are 0..32767) adds exactly
- *     cs * s to the accumulator: one instruction per segment instead of vpmulld + vpaddd;
- *   - 4-bit and 8-bit: vpmulld by the scale and vpaddd at a cluster's end (a single cluster,
- *     the usual 8-bit case, multiplies once at the end).
+ *   - ternary and 4-bit: segments of at most 32 (4) steps, 128 products of at most 255 * 1
+ *     (16 of 255 * 7), so a segment's sum s fits s16, and vpdpwssd with the scale dword (cs, 0:
+ *     scales are 0..32767) adds exactly cs * s to the accumulator: one instruction per segment
+ *     instead of vpmulld + vpaddd;
+ *   - 8-bit: vpmulld by the scale and vpaddd at a cluster's end (a single cluster, the usual
+ *     8-bit case, multiplies once at the end).
  * Tiles: R pixels x CB blocks of 16 output channels, so one broadcast of a pixel's 4 bytes feeds
  * CB vpdpbusd and one code vector R of them: 7 x 2 (14 sums, 14 accumulators, 2 code vectors and a
  * broadcast of the 32 zmm), 12 x 1 for a lone block (12 independent vpdpbusd chains: 10 leave

@@ -13,9 +13,10 @@ static inline int lane_chan(int vnni, int d) {
 }
 
 static int max_seg_steps(const tern_qconv *c, int vnni) {
-    /* VNNI: a ternary segment of <= 32 steps sums at most 128 products of 255 * |1|, so it fits
-     * s16 and vpdpwssd applies its scale (see conv_avx512vnni.c); other codes: a whole cluster */
-    if (vnni) return c->wtype == TERN_WTYPE_TERNARY ? 32 : INT_MAX;
+    /* VNNI: a segment's sum must fit s16 for vpdpwssd to apply its scale (conv_avx512vnni.c):
+     * ternary <= 32 steps (128 products of 255 * |1|), 4-bit <= 4 steps (16 products of 255 * 7
+     * = 28560); 8-bit codes: a whole cluster, scaled by vpmulld */
+    if (vnni) return c->wtype == TERN_WTYPE_TERNARY ? 32 : c->wtype == TERN_WTYPE_INT4 ? 4 : INT_MAX;
     return c->wtype == TERN_WTYPE_TERNARY ? 64 : c->wtype == TERN_WTYPE_INT4 ? 9 : INT_MAX;
 }
 static int kind_of(const tern_qconv *c, int vnni) {
@@ -164,7 +165,7 @@ enum tern_status tern_cpk_pack(const tern_qconv *c, int vnni, void *packed) {
     int maxcb = 0;
     for (int s = 0; s < ns; s++) maxcb = TERN_MAX(maxcb, st[s].cb + per);
     H->pair_n = pair_n(c, vnni);
-    H->dpw = vnni && c->wtype == TERN_WTYPE_TERNARY;
+    H->dpw = vnni && c->wtype != TERN_WTYPE_INT8;
     H->direct_ok = H->kind == KIND_MADDUBS && maxcb <= run && !H->pair_n;
     for (int s = 0; s < ns; s++) {
         st[s].dy = st[s].tap / c->kw * c->dh;
