@@ -335,7 +335,7 @@ enum tern_status tern_q_build(qctx *q, tern_qmodel *m) {
                 int t = add_tensor(m, &nt);
                 tern_qlayer saved = *L;
                 L->op = TERN_QOP_REQUANT;
-                snprintf(L->name, sizeof L->name, "%.50s.align%d", n->name, k);
+                snprintf(L->name, sizeof L->name, "%.48s.align%d", n->name, k % 100);
                 L->nin = 1;
                 L->in[0] = saved.in[k];
                 L->out = t;

@@ -163,7 +163,13 @@ static const char *ok_concat(const tern_graph *g, const tern_node *n, char *why,
     return NULL;
 }
 
+static const char *no_bn(const tern_graph *g, const tern_node *n, char *why, size_t nwhy) {
+    (void)g, (void)n, (void)why, (void)nwhy;
+    return "a BatchNormalization that does not follow a Conv (only those are folded away), e.g. DenseNet's pre-activation BN";
+}
+
 static const can_lower_fn can_lower[TERN_OP_COUNT] = {
+    [TERN_OP_BATCHNORM] = no_bn,
     [TERN_OP_CONV] = ok_weight, [TERN_OP_GEMM] = ok_weight, [TERN_OP_MATMUL] = ok_weight,
     [TERN_OP_ADD] = ok_binary, [TERN_OP_MUL] = ok_binary,
     [TERN_OP_RELU] = ok_any, [TERN_OP_CLIP] = ok_any, [TERN_OP_LEAKYRELU] = ok_any, [TERN_OP_SIGMOID] = ok_any,
