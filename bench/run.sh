@@ -31,7 +31,7 @@ TD="$D/models/imagenet/tiny_darknet.onnx"
 ./tern bench $OUT/tiny_darknet.tern --threads-list $TH --seconds $SECS --big-batch 16 | sed "s/^bench /bench name=tiny_darknet /" | tee -a $log
 SQ="$D/models/imagenet/squeezenet1_1.onnx"   # Caffe preprocessing (data README section 5)
 ./tern bench "$SQ" --threads-list $TH --seconds $SECS --big-batch 16 --no-layers | grep '^bench' | sed "s/^bench /bench name=squeezenet /" | tee -a $log
-if err=$(./tern quantize "$SQ" -o $OUT/squeezenet.tern --calib "$D/imagenet_val" --labels "$D/models/imagenet/labels_caffe_order.txt" \
+if err=$(./tern quantize "$SQ" -o $OUT/squeezenet.tern --calib "$D/imagenet_sample" --labels "$D/models/imagenet/labels_caffe_order.txt" \
         --bgr --mean 0.407843,0.458824,0.482353 --std 0.00392157,0.00392157,0.00392157 --calib-count 100 --threads 2 --quiet 2>&1 >/dev/null); then
     ./tern bench $OUT/squeezenet.tern --threads-list $TH --seconds $SECS --big-batch 16 | sed "s/^bench /bench name=squeezenet /" | tee -a $log
 else

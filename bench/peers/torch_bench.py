@@ -390,11 +390,12 @@ def imagenet_images(data, idx, np):
     return np.stack(xs), np.array(ys, np.int64)
 
 
-def caffe_images(data, idx, np):
-    """SqueezeNet v1.1 (README section 5): imagenet_val/ (227x227; others: shorter side resized to
-    227, centre crop), channels B,G,R, mean (104, 117, 123) subtracted on the 0..255 scale."""
+def caffe_images(data, idx, np, role="imagenet_val"):
+    """SqueezeNet v1.1 (README section 5): imagenet_val/ for the check, imagenet_sample/ for int8
+    calibration (227x227; others: shorter side resized to 227, centre crop), channels B,G,R,
+    mean (104, 117, 123) subtracted on the 0..255 scale."""
     from PIL import Image
-    folder = os.path.join(data, "imagenet_val")
+    folder = os.path.join(data, role)
     files = sorted(f for f in os.listdir(folder) if f.endswith(".JPEG"))
     order = [l.strip() for l in open(os.path.join(data, "models", "imagenet", "labels_caffe_order.txt"))]
     lab = {w: i for i, w in enumerate(order)}
@@ -510,14 +511,14 @@ def main(argv):
     imagenet = shape[-1] in (224, 227)
     torch.set_num_threads(max(o["threads"]))
     t0 = time.time()
-    if shape[-1] == 227:   # SqueezeNet v1.1 on imagenet_val/ (650 images)
+    if shape[-1] == 227:   # SqueezeNet v1.1: checked on imagenet_val/, calibrated on imagenet_sample/
         net = build_graph(o["model"])
         n_check = int(o["check_images"] or 50)
         n_calib = int(o["calib_images"] or 100)
         cidx = [(i * 650) // n_check for i in range(n_check)]
-        kidx = [k for k in range(3, 650, 5) if k not in set(cidx)][:n_calib]
+        kidx = [((i * 1000) // n_calib + 7) % 1000 for i in range(n_calib)]
         x, y = caffe_images(data, cidx, np)
-        calib = lambda: caffe_images(data, kidx, np)[0]  # noqa: E731
+        calib = lambda: caffe_images(data, kidx, np, "imagenet_sample")[0]  # noqa: E731
     elif imagenet:
         net = build_chain(o["model"])
         n_check = int(o["check_images"] or 50)
