@@ -200,13 +200,14 @@ static void test_fused_add_exec(void) {
                 CHECK(tern_qexec_run(ef, px, batch, &lf) == TERN_STATUS_OK, "run");
                 CHECK(tern_qexec_run(eu, px, batch, &lu) == TERN_STATUS_OK, "run");
                 /* the fused convs' own outputs were never stored */
-                CHECK(!tern_qexec_tensor(ef, 3) && !tern_qexec_tensor(ef, 5) && !tern_qexec_tensor(ef, 7) && !tern_qexec_tensor(ef, 10),
+                CHECK(!tern_qexec_tensor(ef, 3, 0) && !tern_qexec_tensor(ef, 5, 0) && !tern_qexec_tensor(ef, 7, 0) && !tern_qexec_tensor(ef, 10, 0),
                       "convs 2, 4, 6, 8 fused");
                 CHECK(!memcmp(lf, lu, sizeof(int32_t) * batch * m->nclasses), "isa %d threads %d batch %d: fused logits differ", isa, threads, batch);
-                CHECK(!memcmp(tern_qexec_tensor(ef, 8), tern_qexec_tensor(eu, 8), n8 * batch), "isa %d threads %d batch %d: last add differs", isa, threads, batch);
+                for (int b = 0; b < batch; b++)
+                    CHECK(!memcmp(tern_qexec_tensor(ef, 8, b), tern_qexec_tensor(eu, 8, b), n8), "isa %d threads %d batch %d: last add differs", isa, threads, batch);
                 /* and every ISA / thread count agrees with the first */
-                if (!runs) { memcpy(want, lu, sizeof(int32_t) * batch * m->nclasses); memcpy(want8, tern_qexec_tensor(eu, 8), n8 * batch); }
-                else CHECK(!memcmp(want, lu, sizeof(int32_t) * m->nclasses) && !memcmp(want8, tern_qexec_tensor(eu, 8), n8), "isa %d threads %d: image 0 differs", isa, threads);
+                if (!runs) { memcpy(want, lu, sizeof(int32_t) * batch * m->nclasses); for (int b = 0; b < batch; b++) memcpy(want8 + b * n8, tern_qexec_tensor(eu, 8, b), n8); }
+                else CHECK(!memcmp(want, lu, sizeof(int32_t) * m->nclasses) && !memcmp(want8, tern_qexec_tensor(eu, 8, 0), n8), "isa %d threads %d: image 0 differs", isa, threads);
                 if (!runs)
                     for (size_t i = 0; i < n8 * batch; i++) { total++; between += want8[i] != 0 && want8[i] != 200; }
                 runs++;

@@ -10,6 +10,8 @@ struct tern_qexec {
     const tern_conv_kernel **kern;      /* [nlayers] for CONV layers */
     void **packed;                      /* [nlayers] */
     uint8_t **buf;                      /* [ntensors] -> slot memory; tensor 0 is the input */
+    size_t *stride;                     /* [ntensors] bytes from one image to the next: the slot's
+                                           largest tensor, so that images never overlap in a slot */
     uint8_t **slots;
     int nslots;
     void **scratch;                     /* [nthreads] */
@@ -31,6 +33,7 @@ struct tern_qexec {
 
 static size_t elem_size(const tern_qtensor *t) { return t->wide ? 4 : 1; }
 static size_t tensor_bytes(const tern_qtensor *t) { return (size_t)t->c * t->h * t->w * elem_size(t); }
+static inline uint8_t *at(const tern_qexec *e, int t, int img) { return e->buf[t] + (size_t)img * e->stride[t]; }
 
 /* Profile clock: with one thread everything runs on the caller, so its CPU time is the layer's
  * time without the time other jobs on a shared machine take from it; else wall time. */
@@ -56,8 +59,8 @@ static inline int64_t rshift_round(int64_t v, int s) { return s > 0 ? (v + ((int
 static void op_add(const tern_qexec *e, const tern_qlayer *L, int img) {
     const tern_qtensor *ta = &e->m->tensors[L->in[0]], *tb = &e->m->tensors[L->in[1]], *ty = &e->m->tensors[L->out];
     size_t n = (size_t)ty->c * ty->h * ty->w;
-    const uint8_t *a = e->buf[L->in[0]] + (size_t)img * tensor_bytes(ta), *b = e->buf[L->in[1]] + (size_t)img * tensor_bytes(tb);
-    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    const uint8_t *a = at(e, L->in[0], img), *b = at(e, L->in[1], img);
+    uint8_t *y = at(e, L->out, img);
     if (!ta->wide && !tb->wide && !ty->wide && L->la <= 23 && L->lb <= 23 && L->rs <= 30) {
         e->add(a, ta->is_signed, b, tb->is_signed, y, n, L->la, L->lb, L->rs, L->qmin, L->qmax);
         return;
@@ -71,16 +74,16 @@ static void op_add(const tern_qexec *e, const tern_qlayer *L, int img) {
 static void op_requant(const tern_qexec *e, const tern_qlayer *L, int img) {
     const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
     size_t n = (size_t)ty->c * ty->h * ty->w;
-    const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
-    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    const uint8_t *x = at(e, L->in[0], img);
+    uint8_t *y = at(e, L->out, img);
     for (size_t i = 0; i < n; i++)
         store_elem(ty, y, i, clamp32(rshift_round((int64_t)load_elem(tx, x, i) << L->la, L->rs), L->qmin, L->qmax));
 }
 
 static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img, int tid) {
     const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
-    const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
-    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    const uint8_t *x = at(e, L->in[0], img);
+    uint8_t *y = at(e, L->out, img);
     int C = tx->c, H = tx->h, W = tx->w;
     if (L->op == TERN_QOP_MAXPOOL && !tx->wide && e->isa >= TERN_ISA_AVX2 && L->kh == 2 && L->kw == 2 && L->sh == 2 &&
         L->sw == 2 && !L->pad_t && !L->pad_l && C % 16 == 0 && 2 * ty->h <= H && 2 * ty->w <= W) {
@@ -149,8 +152,8 @@ static inline void copy_px(uint8_t *d, const uint8_t *s, size_t n) {
 
 static void op_pad(const tern_qexec *e, const tern_qlayer *L, int img) {
     const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
-    const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
-    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    const uint8_t *x = at(e, L->in[0], img);
+    uint8_t *y = at(e, L->out, img);
     size_t es = elem_size(ty);
     memset(y, 0, tensor_bytes(ty));
     for (int iy = 0; iy < tx->h; iy++)
@@ -161,8 +164,8 @@ static void op_pad(const tern_qexec *e, const tern_qlayer *L, int img) {
 
 static void op_slice(const tern_qexec *e, const tern_qlayer *L, int img) {
     const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
-    const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
-    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    const uint8_t *x = at(e, L->in[0], img);
+    uint8_t *y = at(e, L->out, img);
     size_t es = elem_size(ty);
     if (L->step_w == 1 && L->step_c == 1 && L->start_c == 0 && ty->c == tx->c) {   /* whole rows */
         for (int oy = 0; oy < ty->h; oy++)
@@ -182,11 +185,11 @@ static void op_slice(const tern_qexec *e, const tern_qlayer *L, int img) {
 
 static void op_concat(const tern_qexec *e, const tern_qlayer *L, int img) {
     const tern_qtensor *ty = &e->m->tensors[L->out];
-    uint8_t *y = e->buf[L->out] + (size_t)img * tensor_bytes(ty);
+    uint8_t *y = at(e, L->out, img);
     size_t es = elem_size(ty), off = 0;
     for (int i = 0; i < L->nin; i++) {
         const tern_qtensor *tx = &e->m->tensors[L->in[i]];
-        const uint8_t *x = e->buf[L->in[i]] + (size_t)img * tensor_bytes(tx);
+        const uint8_t *x = at(e, L->in[i], img);
         for (size_t p = 0; p < (size_t)ty->h * ty->w; p++)
             memcpy(y + (p * ty->c + off) * es, x + p * tx->c * es, (size_t)tx->c * es);
         off += (size_t)tx->c;
@@ -195,22 +198,22 @@ static void op_concat(const tern_qexec *e, const tern_qlayer *L, int img) {
 
 /* LUT and MUL: the reference kernels at every ISA level (8-bit in and out; validated shapes). */
 static void op_lut(const tern_qexec *e, const tern_qlayer *L, int img) {
-    const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
-    tern_lut_ref(e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx), tensor_bytes(ty), L->lut,
-                 e->buf[L->out] + (size_t)img * tensor_bytes(ty));
+    const tern_qtensor *ty = &e->m->tensors[L->out];
+    tern_lut_ref(at(e, L->in[0], img), tensor_bytes(ty), L->lut,
+                 at(e, L->out, img));
 }
 
 static void op_mul(const tern_qexec *e, const tern_qlayer *L, int img) {
     const tern_qtensor *ta = &e->m->tensors[L->in[0]], *tb = &e->m->tensors[L->in[1]], *ty = &e->m->tensors[L->out];
-    tern_mul_ref(e->buf[L->in[0]] + (size_t)img * tensor_bytes(ta), ta->is_signed,
-                 e->buf[L->in[1]] + (size_t)img * tensor_bytes(tb), tb->is_signed, tb->h * tb->w == 1 && ty->h * ty->w > 1,
-                 e->buf[L->out] + (size_t)img * tensor_bytes(ty), (size_t)ty->h * ty->w, ty->c, L->la, L->rs, L->qmin, L->qmax);
+    tern_mul_ref(at(e, L->in[0], img), ta->is_signed,
+                 at(e, L->in[1], img), tb->is_signed, tb->h * tb->w == 1 && ty->h * ty->w > 1,
+                 at(e, L->out, img), (size_t)ty->h * ty->w, ty->c, L->la, L->rs, L->qmin, L->qmax);
 }
 
 static void op_chanperm(const tern_qexec *e, const tern_qlayer *L, int img) {
-    const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
-    tern_chanperm_ref(e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx), (size_t)ty->h * ty->w, ty->c, L->perm,
-                      e->buf[L->out] + (size_t)img * tensor_bytes(ty));
+    const tern_qtensor *ty = &e->m->tensors[L->out];
+    tern_chanperm_ref(at(e, L->in[0], img), (size_t)ty->h * ty->w, ty->c, L->perm,
+                      at(e, L->out, img));
 }
 
 /* ---- dispatch ---- */
@@ -231,20 +234,20 @@ static void run_item(void *arg, int item, int tid) {
         int oh = ty->h, r0 = (int)((int64_t)oh * part / j->chunks), r1 = (int)((int64_t)oh * (part + 1) / j->chunks);
         if (r0 >= r1) return;
         void *scratch = e->scratch[tid];
-        const uint8_t *x = e->buf[L->in[0]] + (size_t)img * tensor_bytes(tx);
+        const uint8_t *x = at(e, L->in[0], img);
         if (e->fuse_add[j->li] >= 0) {
             /* conv + add: the add's output gets the rows; see fusable() */
             const tern_qlayer *A = &e->m->layers[e->fuse_add[j->li]];
             const int ci = A->in[0] == L->out ? 0 : 1;
             const int ri = A->in[1 - ci];
-            const tern_qtensor *tr = &e->m->tensors[ri], *tz = &e->m->tensors[A->out];
-            const tern_qadd a = {e->buf[ri] + (size_t)img * tensor_bytes(tr), tr->is_signed, ci == 0 ? A->la : A->lb,
+            const tern_qtensor *tr = &e->m->tensors[ri];
+            const tern_qadd a = {at(e, ri, img), tr->is_signed, ci == 0 ? A->la : A->lb,
                                  ci == 0 ? A->lb : A->la, A->rs, A->qmin, A->qmax};
-            e->kern[j->li]->run_add(&L->conv, e->packed[j->li], x, tx->h, tx->w, e->buf[A->out] + (size_t)img * tensor_bytes(tz),
+            e->kern[j->li]->run_add(&L->conv, e->packed[j->li], x, tx->h, tx->w, at(e, A->out, img),
                                     r0, r1, scratch, &a);
             return;
         }
-        e->kern[j->li]->run(&L->conv, e->packed[j->li], x, tx->h, tx->w, e->buf[L->out] + (size_t)img * tensor_bytes(ty), r0,
+        e->kern[j->li]->run(&L->conv, e->packed[j->li], x, tx->h, tx->w, at(e, L->out, img), r0,
                             r1, scratch);
         return;
     }
@@ -325,7 +328,7 @@ static enum tern_status plan(tern_qexec *e) {
         int t = i < 0 ? 0 : m->layers[i].out;
         if (i >= 0 && e->fuse_add[i] >= 0) t = m->layers[e->fuse_add[i]].out;
         if (i < 0 || !e->skip[i]) {   /* (a fused add's output exists already) */
-            size_t need = tensor_bytes(&m->tensors[t]) * (size_t)e->max_batch;
+            size_t need = (tensor_bytes(&m->tensors[t]) + 63) / 64 * 64;   /* per image */
             int best = -1;
             for (int s = 0; s < nslots; s++)
                 if (!slot_busy[s] && (best < 0 || (slot_size[s] >= need) > (slot_size[best] >= need) ||
@@ -347,8 +350,11 @@ static enum tern_status plan(tern_qexec *e) {
     if (!e->slots) { st = TERN_STATUS_NOMEM; goto done; }
     e->nslots = nslots;
     for (int s = 0; s < nslots; s++)
-        if (!(e->slots[s] = tern_aligned_alloc(slot_size[s] + 64))) { st = TERN_STATUS_NOMEM; goto done; }
-    for (int t = 0; t < m->ntensors; t++) e->buf[t] = slot_of[t] >= 0 ? e->slots[slot_of[t]] : NULL;
+        if (!(e->slots[s] = tern_aligned_alloc(slot_size[s] * (size_t)e->max_batch + 64))) { st = TERN_STATUS_NOMEM; goto done; }
+    for (int t = 0; t < m->ntensors; t++) {
+        e->buf[t] = slot_of[t] >= 0 ? e->slots[slot_of[t]] : NULL;
+        e->stride[t] = slot_of[t] >= 0 ? slot_size[slot_of[t]] : 0;
+    }
 done:
     free(last);
     free(slot_of);
@@ -373,12 +379,13 @@ enum tern_status tern_qexec_new(const tern_qmodel *m, int max_batch, int nthread
     e->kern = tern_calloc((size_t)m->nlayers + 1, sizeof *e->kern);
     e->packed = tern_calloc((size_t)m->nlayers + 1, sizeof *e->packed);
     e->buf = tern_calloc((size_t)m->ntensors, sizeof *e->buf);
+    e->stride = tern_calloc((size_t)m->ntensors, sizeof *e->stride);
     e->layer_ns = tern_calloc((size_t)m->nlayers + 1, sizeof *e->layer_ns);
     e->order = tern_calloc((size_t)m->nlayers + 1, sizeof *e->order);
     e->fuse_add = tern_calloc((size_t)m->nlayers + 1, sizeof *e->fuse_add);
     e->skip = tern_calloc((size_t)m->nlayers + 1, 1);
     e->logits = tern_malloc(sizeof(int32_t) * (size_t)max_batch * (size_t)m->nclasses);
-    if (!e->pool || !e->kern || !e->packed || !e->buf || !e->layer_ns || !e->order || !e->fuse_add || !e->skip || !e->logits) goto fail;
+    if (!e->pool || !e->kern || !e->packed || !e->buf || !e->stride || !e->layer_ns || !e->order || !e->fuse_add || !e->skip || !e->logits) goto fail;
     size_t scratch = 64;
     for (int i = 0; i < m->nlayers; i++) {
         const tern_qlayer *L = &m->layers[i];
@@ -424,6 +431,7 @@ void tern_qexec_free(tern_qexec *e) {
     free(e->kern);
     free(e->packed);
     free(e->buf);
+    free(e->stride);
     free(e->layer_ns);
     free(e->order);
     free(e->fuse_add);
@@ -433,7 +441,7 @@ void tern_qexec_free(tern_qexec *e) {
 }
 
 void tern_qexec_profile(tern_qexec *e, int on) { e->profile = on; }
-const uint8_t *tern_qexec_tensor(const tern_qexec *e, int t) { return e->buf[t]; }
+const uint8_t *tern_qexec_tensor(const tern_qexec *e, int t, int img) { return e->buf[t] ? at(e, t, img) : NULL; }
 
 enum tern_status tern_qexec_keep_all(tern_qexec *e) {
     const tern_qmodel *m = e->m;
@@ -450,11 +458,26 @@ enum tern_status tern_qexec_keep_all(tern_qexec *e) {
     e->slots = slots;
     for (int i = 0; i < m->nlayers; i++) e->fuse_add[i] = -1, e->skip[i] = 0;   /* every tensor is stored: run each layer itself */
     e->nslots = m->ntensors;
-    for (int t = 0; t < m->ntensors; t++) e->buf[t] = slots[t];
+    for (int t = 0; t < m->ntensors; t++) e->buf[t] = slots[t], e->stride[t] = tensor_bytes(&m->tensors[t]);
     return TERN_STATUS_OK;
 }
 const int64_t *tern_qexec_layer_ns(const tern_qexec *e) { return e->layer_ns; }
 const char *tern_qexec_kernel_name(const tern_qexec *e, int i) { return e->kern[i] ? e->kern[i]->name : NULL; }
+
+/* One image through every layer (item = image), for batches that split evenly enough over the
+ * threads. With one thread the profile clock times each layer as in the layer-major loop. */
+static void run_image(void *arg, int img, int tid) {
+    tern_qexec *e = arg;
+    const tern_qmodel *m = e->m;
+    for (int k = 0; k < m->nlayers; k++) {
+        const int i = e->order[k];
+        if (e->skip[i]) continue;
+        job j = {e, &m->layers[i], i, 1};
+        int64_t t1 = e->profile ? now_ns(e) : 0;
+        run_item(&j, img, tid);
+        if (e->profile) e->layer_ns[i] += now_ns(e) - t1;
+    }
+}
 
 enum tern_status tern_qexec_run(tern_qexec *e, const uint8_t *px, int batch, const int32_t **logits) {
     const tern_qmodel *m = e->m;
@@ -465,11 +488,17 @@ enum tern_status tern_qexec_run(tern_qexec *e, const uint8_t *px, int batch, con
     size_t plane = (size_t)t0->h * t0->w, per = plane * t0->c;
     for (int b = 0; b < batch; b++) {
         const uint8_t *s = px + (size_t)b * per;
-        uint8_t *d = e->buf[0] + (size_t)b * per;
+        uint8_t *d = at(e, 0, b);
         for (size_t p = 0; p < plane; p++)
             for (int c = 0; c < t0->c; c++) d[p * t0->c + c] = s[(size_t)c * plane + p];
     }
     int nt = tern_pool_size(e->pool);
+    if (batch >= 4 * nt && !(e->profile && nt > 1)) {
+        /* image-major: each thread runs the whole network on one image at a time: no barrier
+         * per layer, and an image's tensors stay in the core's cache from layer to layer */
+        tern_pool_run(e->pool, run_image, e, batch);
+        goto logits;
+    }
     for (int k = 0; k < m->nlayers; k++) {
         const int i = e->order[k];
         const tern_qlayer *L = &m->layers[i];
@@ -483,11 +512,12 @@ enum tern_status tern_qexec_run(tern_qexec *e, const uint8_t *px, int batch, con
         tern_pool_run(e->pool, run_item, &j, batch * j.chunks);
         if (e->profile) e->layer_ns[i] += now_ns(e) - t1;
     }
+logits:;
     const tern_qtensor *ty = &m->tensors[m->output];
     size_t per_out = (size_t)ty->c * ty->h * ty->w;
     for (int b = 0; b < batch; b++)
         for (size_t k = 0; k < per_out && k < (size_t)m->nclasses; k++)
-            e->logits[(size_t)b * m->nclasses + k] = load_elem(ty, e->buf[m->output] + (size_t)b * tensor_bytes(ty), k);
+            e->logits[(size_t)b * m->nclasses + k] = load_elem(ty, at(e, m->output, b), k);
     *logits = e->logits;
     return TERN_STATUS_OK;
 }

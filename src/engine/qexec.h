@@ -22,7 +22,7 @@ const int64_t *tern_qexec_layer_ns(const tern_qexec *e);
 /* Bytes of tensor t after a run ([batch][h][w][c] per the model's tensor table). A tensor's
  * memory is reused once no later layer reads it, so only tensors still live at the end (the
  * input's last readers aside) are meaningful; run with keep_all set to keep every tensor. */
-const uint8_t *tern_qexec_tensor(const tern_qexec *e, int t);
+const uint8_t *tern_qexec_tensor(const tern_qexec *e, int t, int img);   /* image img's tensor t, NULL if not stored */
 /* Give every tensor its own memory (for debugging and layer-by-layer tests); call before run. */
 enum tern_status tern_qexec_keep_all(tern_qexec *e);
 /* Name of the conv kernel chosen for layer i (NULL for other ops). */
