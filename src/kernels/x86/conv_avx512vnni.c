@@ -113,6 +113,13 @@ static inline v16 v_unpackhi16(v16 a, v16 b) { return (v16){_mm256_unpackhi_epi1
 static inline v16 v_requant(v16 acc, const int32_t *P, int blend, v16 qmin, v16 qmax) {
     return (v16){rq8z(acc.lo, P, 0, blend, qmin.lo, qmax.lo), rq8z(acc.hi, P, 8, blend, qmin.hi, qmax.hi)};
 }
+/* the tile epilogue's constants, set up once per tile (natively: held in registers) */
+typedef struct vrq { const int32_t *P; } vrq;
+static inline vrq v_rq(const int32_t *P) { return (vrq){P}; }
+static inline v16 v_requantk(v16 acc, const vrq *R, int blend, v16 qmin, v16 qmax) { return v_requant(acc, R->P, blend, qmin, qmax); }
+typedef struct vaddk { vadd a; } vaddk;
+static inline vaddk v_addk(const vadd *A) { return (vaddk){*A}; }
+static inline v16 v_fuse_addk(v16 v, const vaddk *K, const uint8_t *rp, int nc) { return v_fuse_add(v, &K->a, rp, nc); }
 static inline void v_store32(v16 a, v16 b, int osgn, uint8_t *d, int nc) {
     const __m256i lo = _mm256_packs_epi32(a.lo, b.lo), hi = _mm256_packs_epi32(a.hi, b.hi);   /* s16, channel order */
     const __m256i u = _mm256_permute4x64_epi64(osgn ? _mm256_packs_epi16(lo, hi) : _mm256_packus_epi16(lo, hi), 0xD8);
@@ -172,6 +179,37 @@ static inline v16 v_requant(v16 acc, const int32_t *P, int blend, v16 qmin, v16 
     po = _mm512_srlv_epi64(_mm512_add_epi64(po, _mm512_load_si512(P64 + P_RND / 2 + 8)), _mm512_load_si512(P64 + P_TSH / 2 + 8));
     const __m512i v = _mm512_sub_epi32(_mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)), _mm512_load_si512(P + P_CFIX));
     return _mm512_min_epi32(_mm512_max_epi32(v, qmin), qmax);
+}
+/* the tile epilogue's constants, set up once per tile and held in registers (the byte stores
+ * could alias the parameter block, so GCC would reload it for every pixel) */
+typedef struct vrq { __m512i mpos, mneg, rnde, rndo, tshe, tsho, cfix; } vrq;
+static inline vrq v_rq(const int32_t *P) {
+    const int64_t *P64 = (const int64_t *)P;
+    return (vrq){_mm512_load_si512(P + P_MPOS), _mm512_load_si512(P + P_MNEG), _mm512_load_si512(P64 + P_RND / 2),
+                 _mm512_load_si512(P64 + P_RND / 2 + 8), _mm512_load_si512(P64 + P_TSH / 2), _mm512_load_si512(P64 + P_TSH / 2 + 8),
+                 _mm512_load_si512(P + P_CFIX)};
+}
+static inline v16 v_requantk(v16 acc, const vrq *R, int blend, v16 qmin, v16 qmax) {   /* = v_requant */
+    __m512i m = R->mpos;
+    if (blend) m = _mm512_mask_mov_epi32(m, _mm512_movepi32_mask(acc), R->mneg);
+    __m512i pe = _mm512_mul_epi32(acc, m);
+    __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(m, 32));
+    pe = _mm512_srlv_epi64(_mm512_add_epi64(pe, R->rnde), R->tshe);
+    po = _mm512_srlv_epi64(_mm512_add_epi64(po, R->rndo), R->tsho);
+    const __m512i v = _mm512_sub_epi32(_mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)), R->cfix);
+    return _mm512_min_epi32(_mm512_max_epi32(v, qmin), qmax);
+}
+typedef struct vaddk { __m128i lc, lr, rs; __m512i rnd, qmin, qmax; int rsgn; } vaddk;
+static inline vaddk v_addk(const vadd *A) {
+    return (vaddk){_mm_cvtsi32_si128(A->lc), _mm_cvtsi32_si128(A->lr), _mm_cvtsi32_si128(A->rs),
+                   _mm512_set1_epi32(A->rs > 0 ? 1 << (A->rs - 1) : 0), _mm512_set1_epi32(A->qmin), _mm512_set1_epi32(A->qmax), A->rsgn};
+}
+static inline v16 v_fuse_addk(v16 v, const vaddk *K, const uint8_t *rp, int nc) {   /* = v_fuse_add */
+    const __m128i rb = _mm_maskz_loadu_epi8((__mmask16)((1u << nc) - 1), rp);
+    const __m512i r = K->rsgn ? _mm512_cvtepi8_epi32(rb) : _mm512_cvtepu8_epi32(rb);
+    __m512i t = _mm512_add_epi32(_mm512_sll_epi32(v, K->lc), _mm512_sll_epi32(r, K->lr));
+    t = _mm512_sra_epi32(_mm512_add_epi32(t, K->rnd), K->rs);
+    return _mm512_min_epi32(_mm512_max_epi32(t, K->qmin), K->qmax);
 }
 static inline void v_store32(v16 a, v16 b, int osgn, uint8_t *d, int nc) {
     (void)osgn;   /* clamped values: vpmovwb's truncation is the stored byte */
@@ -241,16 +279,21 @@ static inline __attribute__((always_inline)) void tile(const tile_ctx *T, const 
         }
     }
     const v16 qmin = v_set1(T->qmin), qmax = v_set1(T->qmax);
-    for (int i = 0; i < n; i++)
+    const int blend = T->blend, osgn = T->osgn, cout = T->cout;
+    const uintptr_t roff = T->roff;
+    vaddk K;
+    if (T->add) K = v_addk(T->add);
 #pragma GCC unroll 2
-        for (int b = 0; b < CB; b++)
-        {
-            uint8_t *d = y + (size_t)i * T->cout + b * NR;
-            const int m = b == CB - 1 ? nc : NR;
-            v16 v = v_requant(acc[i * CB + b], (const int32_t *)(blk + b * bs), T->blend, qmin, qmax);
-            if (T->add) v = v_fuse_add(v, T->add, (const uint8_t *)((uintptr_t)d + T->roff), m);
-            v_store16(v, T->osgn, d, m);
+    for (int b = 0; b < CB; b++) {
+        const vrq Rq = v_rq((const int32_t *)(blk + b * bs));
+        const int m = b == CB - 1 ? nc : NR;
+        for (int i = 0; i < n; i++) {
+            uint8_t *d = y + (size_t)i * cout + b * NR;
+            v16 v = v_requantk(acc[i * CB + b], &Rq, blend, qmin, qmax);
+            if (T->add) v = v_fuse_addk(v, &K, (const uint8_t *)((uintptr_t)d + roff), m);
+            v_store16(v, osgn, d, m);
         }
+    }
 }
 
 #define TILE_FN(R, CB, mode)                                                                                    \
