@@ -1,7 +1,31 @@
 /* Fork-join thread pool: tern_pool_run() splits n work items over the pool's threads and
- * returns when all are done; fn gets the item and the index (0..size-1) of the thread running it. The calling thread works too, so a pool of T has T-1 workers. */
+ * returns when all are done; fn gets the item and the index (0..size-1) of the thread running it. The calling thread works too, so a pool of T has T-1 workers.
+ * Hand-over: a worker that has just finished spins for up to SPIN_NS on the job counter before it
+ * sleeps on the condition variable, and so does the caller waiting for the last item: the engine
+ * runs one job per layer, and waking a sleeping thread (a halted vCPU on a VM) costs tens of
+ * microseconds, more than a small layer takes. */
 #include "core/core.h"
+#include <immintrin.h>
 #include <pthread.h>
+#include <time.h>
+
+enum { SPIN_NS = 50000 };
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+/* spin until *v != old (or == 0 for want_zero), at most SPIN_NS; 1 if it happened */
+static int spin_until(const int *v, int old, int want_zero) {
+    const int64_t t0 = mono_ns();
+    for (int i = 1;; i++) {
+        const int x = __atomic_load_n(v, __ATOMIC_ACQUIRE);
+        if (want_zero ? x == 0 : x != old) return 1;
+        _mm_pause();
+        if (i % 64 == 0 && mono_ns() - t0 > SPIN_NS) return 0;
+    }
+}
 
 struct tern_pool {
     int nthreads;
@@ -23,7 +47,7 @@ static void work(tern_pool *p, int tid) {
         if (i < 0) return;
         p->fn(p->arg, i, tid);
         pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_broadcast(&p->done);
+        if (__atomic_sub_fetch(&p->pending, 1, __ATOMIC_RELEASE) == 0) pthread_cond_broadcast(&p->done);
         pthread_mutex_unlock(&p->mu);
     }
 }
@@ -35,6 +59,7 @@ static void *worker(void *v) {
     int tid = ++p->next_tid;
     pthread_mutex_unlock(&p->mu);
     for (;;) {
+        spin_until(&p->generation, seen, 0);
         pthread_mutex_lock(&p->mu);
         while (!p->quit && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
         if (p->quit) {
@@ -82,11 +107,12 @@ void tern_pool_run(tern_pool *p, void (*fn)(void *arg, int i, int tid), void *ar
     p->arg = arg;
     p->n = n;
     p->next = 0;
-    p->pending = n;
-    p->generation++;
+    __atomic_store_n(&p->pending, n, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->generation, p->generation + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     work(p, 0);
+    spin_until(&p->pending, 0, 1);
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
@@ -96,6 +122,7 @@ void tern_pool_free(tern_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     p->quit = 1;
+    __atomic_store_n(&p->generation, p->generation + 1, __ATOMIC_RELEASE);   /* ends the workers' spin */
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads - 1; i++) pthread_join(p->threads[i], NULL);
