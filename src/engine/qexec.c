@@ -466,9 +466,22 @@ const char *tern_qexec_kernel_name(const tern_qexec *e, int i) { return e->kern[
 
 /* One image through every layer (item = image), for batches that split evenly enough over the
  * threads. With one thread the profile clock times each layer as in the layer-major loop. */
+/* image b of the input: CHW pixels -> NHWC tensor 0 */
+static void load_input(tern_qexec *e, const uint8_t *px, int b) {
+    const tern_qtensor *t0 = &e->m->tensors[0];
+    const size_t plane = (size_t)t0->h * t0->w, per = plane * t0->c;
+    const uint8_t *s = px + (size_t)b * per;
+    uint8_t *d = at(e, 0, b);
+    for (size_t p = 0; p < plane; p++)
+        for (int c = 0; c < t0->c; c++) d[p * t0->c + c] = s[(size_t)c * plane + p];
+}
+
+typedef struct { tern_qexec *e; const uint8_t *px; } image_job;
+
 static void run_image(void *arg, int img, int tid) {
-    tern_qexec *e = arg;
+    tern_qexec *e = ((image_job *)arg)->e;
     const tern_qmodel *m = e->m;
+    load_input(e, ((image_job *)arg)->px, img);
     for (int k = 0; k < m->nlayers; k++) {
         const int i = e->order[k];
         if (e->skip[i]) continue;
@@ -483,22 +496,15 @@ enum tern_status tern_qexec_run(tern_qexec *e, const uint8_t *px, int batch, con
     const tern_qmodel *m = e->m;
     if (batch < 1 || batch > e->max_batch)
         return tern_errorf(TERN_STATUS_INVALID_ARG, "batch %d outside 1..%d planned for this engine", batch, e->max_batch);
-    /* input: CHW pixels -> NHWC tensor 0 */
-    const tern_qtensor *t0 = &m->tensors[0];
-    size_t plane = (size_t)t0->h * t0->w, per = plane * t0->c;
-    for (int b = 0; b < batch; b++) {
-        const uint8_t *s = px + (size_t)b * per;
-        uint8_t *d = at(e, 0, b);
-        for (size_t p = 0; p < plane; p++)
-            for (int c = 0; c < t0->c; c++) d[p * t0->c + c] = s[(size_t)c * plane + p];
-    }
     int nt = tern_pool_size(e->pool);
     if (batch >= 4 * nt && !(e->profile && nt > 1)) {
-        /* image-major: each thread runs the whole network on one image at a time: no barrier
+        /* image-major: each thread takes an image and runs the whole network on it: no barrier
          * per layer, and an image's tensors stay in the core's cache from layer to layer */
-        tern_pool_run(e->pool, run_image, e, batch);
+        image_job ij = {e, px};
+        tern_pool_run(e->pool, run_image, &ij, batch);
         goto logits;
     }
+    for (int b = 0; b < batch; b++) load_input(e, px, b);
     for (int k = 0; k < m->nlayers; k++) {
         const int i = e->order[k];
         const tern_qlayer *L = &m->layers[i];
