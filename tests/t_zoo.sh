@@ -11,8 +11,8 @@ if ! /usr/bin/python3 -c "import torch, torchvision, onnx" 2>/dev/null; then
     echo "skip: python3-torch/python3-torchvision/python3-onnx not installed (scripts/deps.sh test installs them)"
     echo "0 passed, 0 failed, 1 skipped"; exit 0
 fi
-RUN="resnet18 resnet50 mobilenet_v2 mobilenet_v3_small shufflenet_v2_x1_0 squeezenet1_1 efficientnet_b0 resnext50_32x4d regnet_x_400mf googlenet"
-UNSUPPORTED="densenet121 convnext_tiny"   # listed in README.md
+RUN="resnet18 resnet50 mobilenet_v2 mobilenet_v3_small shufflenet_v2_x1_0 squeezenet1_1 densenet121 efficientnet_b0 resnext50_32x4d regnet_x_400mf googlenet"
+UNSUPPORTED="convnext_tiny"   # listed in README.md
 # 8-bit SQNR below 15 dB: none since the zoo nets are conditioned like trained ones (export_
 # torchvision.py --zoo; docs/RESULTS.md issue 11: before that mobilenet_v2 7.7, mobilenet_v3_small
 # 6.1, shufflenet_v2_x1_0 14.5, efficientnet_b0 -25.8, regnet_x_400mf 7.3 dB, and an independent

@@ -294,6 +294,61 @@ static void wide_concat(int width, int chain) {
 static void test_wide_concat(void) { wide_concat(60, 5); wide_concat(5000, 3); }
 static void test_deep_chain(void) { wide_concat(2, 10000); }
 
+/* A BatchNormalization behind a Relu (no Conv to fold it into: DenseNet's pre-activation BN)
+ * becomes a 1x1 depthwise Conv at import; its FP32 output is the ONNX definition,
+ * (x - mean) / sqrt(var + eps) * scale + B, computed here in double. */
+static void test_bn_to_conv(void) {
+    mini b;
+    mini_init(&b, 3, 2, 4);
+    float gamma[3] = {0.5f, 2.0f, -1.5f}, beta[3] = {0.25f, -1.0f, 3.0f}, mean[3] = {1.0f, -0.5f, 2.5f}, var[3] = {4.0f, 0.25f, 9.0f};
+    int64_t cd[1] = {3};
+    char *pn[4] = {"gamma", "beta", "mean", "var"};
+    float *vals[4] = {gamma, beta, mean, var};
+    for (int i = 0; i < 4; i++) {
+        b.inits[i].name = pn[i];
+        b.inits[i].has_data_type = 1;
+        b.inits[i].data_type = 1;
+        b.inits[i].dims = cd;
+        b.inits[i].n_dims = 1;
+        b.inits[i].float_data = vals[i];
+        b.inits[i].n_float_data = 3;
+    }
+    static char *rin[1] = {"x"}, *rout[1] = {"r"}, *bin[5] = {"r", "gamma", "beta", "mean", "var"}, *bout[1] = {"y"};
+    node1(&b.nodes[0], "Relu", rin, 1, rout);
+    node1(&b.nodes[1], "BatchNormalization", bin, 5, bout);
+    tern_graph *g = NULL;
+    enum tern_status st = mini_import(&b, &g);
+    CHECK(st == TERN_STATUS_OK, "Relu + BatchNormalization: %s", tern_last_error());
+    if (!st) {
+        int nconv = 0;
+        for (int i = 0; i < g->nnodes; i++) {
+            CHECK(g->nodes[i].op != TERN_OP_BATCHNORM, "node %s is still a BatchNormalization", g->nodes[i].name);
+            if (g->nodes[i].op == TERN_OP_CONV) {
+                nconv++;
+                CHECK(g->nodes[i].a.group == 3 && g->nodes[i].a.kernel[0] == 1 && g->nodes[i].a.kernel[1] == 1,
+                      "conv group %lld kernel %lldx%lld", (long long)g->nodes[i].a.group, (long long)g->nodes[i].a.kernel[0],
+                      (long long)g->nodes[i].a.kernel[1]);
+            }
+        }
+        CHECK(nconv == 1, "%d convs, want 1", nconv);
+        float in[48];
+        for (int i = 0; i < 48; i++) in[i] = (float)((i * 37) % 23) * 0.37f - 3.0f;
+        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+        const float *yo;
+        int64_t yd[TERN_MAX_DIMS];
+        int yn;
+        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        for (int c = 0; c < 3 && !check_failed_now; c++)
+            for (int p = 0; p < 16; p++) {
+                double r = fmax(in[c * 16 + p], 0.0), want = (r - mean[c]) / sqrt(var[c] + 1e-5) * gamma[c] + beta[c];
+                CHECK(fabs(yo[c * 16 + p] - want) <= 1e-5 * (1 + fabs(want)), "channel %d pixel %d: %g, want %g", c, p, yo[c * 16 + p], want);
+            }
+        tern_fp32_ctx_free(x);
+    }
+    tern_graph_free(g);
+    mini_free(&b);
+}
+
 /* The node-count and node-input limits are errors that name them. */
 static void test_limits(void) {
     mini b;
@@ -443,6 +498,7 @@ int main(int argc, char **argv) {
     RUN(test_fuzz_cases);
     RUN(test_wide_concat);
     RUN(test_deep_chain);
+    RUN(test_bn_to_conv);
     RUN(test_limits);
     RUN(test_bad_values);
     RUN(test_sgemm_det);

@@ -144,6 +144,7 @@ int tern_graph_consumers(const tern_graph *g, int v);
 /* Passes (src/graph/passes.c), run by the importer in this order. */
 enum tern_status tern_graph_infer_and_fold(tern_graph *g);  /* shapes; fold constant subgraphs */
 enum tern_status tern_graph_fold_batchnorm(tern_graph *g);  /* Conv+BN -> Conv */
+enum tern_status tern_graph_bn_to_conv(tern_graph *g);     /* other 4-D BN -> 1x1 depthwise Conv */
 enum tern_status tern_graph_remove_identity(tern_graph *g); /* Identity, Dropout */
 void tern_graph_prune(tern_graph *g);                       /* drop nodes not reaching the output */
 /* Every float constant a node reads (weights, biases, BN parameters, operands) is finite

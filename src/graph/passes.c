@@ -107,6 +107,53 @@ enum tern_status tern_graph_fold_batchnorm(tern_graph *g) {
     return TERN_STATUS_OK;
 }
 
+/* A BatchNormalization left after folding (no Conv in front of it: DenseNet's pre-activation BN
+ * behind a Concat) on a 4-D tensor becomes what it computes, a per-channel affine map: a 1x1
+ * depthwise Conv (group = C) with weight gamma / sqrt(var + eps) and bias beta - mean * weight.
+ * The integer engine then runs it as any depthwise conv (8-bit weights by policy), its ReLU fused. */
+enum tern_status tern_graph_bn_to_conv(tern_graph *g) {
+    for (int i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i].op != TERN_OP_BATCHNORM) continue;
+        const tern_value *x = &g->values[g->nodes[i].in[0]];
+        if (x->ndim != 4 || x->dims[1] < 1) continue;
+        int64_t c = x->dims[1];
+        char name[300];
+        snprintf(name, sizeof name, "%s.as_conv_weight", g->nodes[i].name);
+        int wv = tern_graph_add_value(g, name);
+        snprintf(name, sizeof name, "%s.as_conv_bias", g->nodes[i].name);
+        int bv = wv < 0 ? -1 : tern_graph_add_value(g, name);
+        if (bv < 0) return TERN_STATUS_NOMEM;
+        tern_node *bn = &g->nodes[i];   /* values may have moved; nodes did not */
+        tern_value *w = &g->values[wv], *b = &g->values[bv];
+        w->ndim = 4, w->dims[0] = c, w->dims[1] = w->dims[2] = w->dims[3] = 1, w->shape_known = 1;
+        b->ndim = 1, b->dims[0] = c, b->shape_known = 1;
+        float *wd = tern_malloc(sizeof(float) * (size_t)c), *bd = tern_malloc(sizeof(float) * (size_t)c);
+        if (!wd || !bd) { free(wd); free(bd); return TERN_STATUS_NOMEM; }
+        w->data = wd, b->data = bd;
+        const float *gamma = g->values[bn->in[1]].data, *beta = g->values[bn->in[2]].data;
+        const float *mean = g->values[bn->in[3]].data, *var = g->values[bn->in[4]].data;
+        for (int64_t o = 0; o < c; o++) {
+            float s = gamma[o] / sqrtf(var[o] + bn->a.epsilon);
+            wd[o] = s;
+            bd[o] = beta[o] - mean[o] * s;
+        }
+        bn->op = TERN_OP_CONV;
+        bn->nin = 3;
+        bn->in[1] = wv;
+        bn->in[2] = bv;
+        bn->in[3] = bn->in[4] = -1;
+        bn->nout = 1;
+        bn->out[1] = -1;
+        bn->a.kernel[0] = bn->a.kernel[1] = 1;
+        bn->a.strides[0] = bn->a.strides[1] = 1;
+        bn->a.dilations[0] = bn->a.dilations[1] = 1;
+        memset(bn->a.pads, 0, sizeof bn->a.pads);
+        bn->a.auto_pad = 0;
+        bn->a.group = c;
+    }
+    return TERN_STATUS_OK;
+}
+
 enum tern_status tern_graph_remove_identity(tern_graph *g) {
     char *dead = tern_calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
     if (!dead) return TERN_STATUS_NOMEM;

@@ -479,6 +479,7 @@ static enum tern_status import_bytes(const uint8_t *buf, size_t len, const char 
     onnx__model_proto__free_unpacked(m, NULL);
     if (!st) st = tern_graph_infer_and_fold(im.g);
     if (!st) st = tern_graph_fold_batchnorm(im.g);
+    if (!st) st = tern_graph_bn_to_conv(im.g);
     if (!st) st = tern_graph_remove_identity(im.g);
     if (!st) {
         tern_graph_prune(im.g);

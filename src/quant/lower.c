@@ -165,7 +165,7 @@ static const char *ok_concat(const tern_graph *g, const tern_node *n, char *why,
 
 static const char *no_bn(const tern_graph *g, const tern_node *n, char *why, size_t nwhy) {
     (void)g, (void)n, (void)why, (void)nwhy;
-    return "a BatchNormalization that does not follow a Conv (only those are folded away), e.g. DenseNet's pre-activation BN";
+    return "a BatchNormalization on a tensor that is not [N,C,H,W] (a Conv's BN is folded into it, any other 4-D one runs as a 1x1 depthwise conv)";
 }
 
 static const can_lower_fn can_lower[TERN_OP_COUNT] = {
