@@ -154,41 +154,29 @@ def stats_batch(torch, folder, size, count=16):
 
 
 def calibrate_bn_eval(model, torch, bns, x, g):
-    """BN statistics measured one BN at a time in eval mode, in the order the forward pass reaches
-    them: each BN's statistics are those of its input in the network as exported (every earlier
-    BN already final, perturbed), so the normalisation holds all the way down. (One train-mode pass
-    measures each BN behind batch-normalised inputs, not behind the perturbed eval-mode BNs in
-    front of it, and with EfficientNet's stochastic depth and dropout active: the mismatch
-    compounds, and a random EfficientNet-B0 reached activations ~1000x apart between images.)
-    The same perturbation as the one-pass path follows each measurement."""
-    order, seen = [], set()
-    def first_call(mod, inp):
-        if id(mod) not in seen:
-            seen.add(id(mod))
-            order.append(mod)
-    hooks = [m.register_forward_pre_hook(first_call) for m in bns]
+    """BN statistics measured in eval mode, each BN's from its own input in the network as
+    exported: in one eval-mode forward pass each BN, just before it runs, takes the mean and
+    variance of its input (every BN in front of it already final and perturbed), so the
+    normalisation holds all the way down. (One train-mode pass instead measures each BN behind
+    batch-normalised inputs, not behind the perturbed eval-mode BNs in front of it, and with
+    EfficientNet's stochastic depth and dropout active: the mismatch compounds, and a random
+    EfficientNet-B0 reached activations ~100x apart between images.) The same perturbation as the
+    one-pass path follows each measurement, in the order the forward pass reaches the BNs."""
+    done = set()
+
+    def measure(mod, inp):
+        if id(mod) in done:
+            return
+        done.add(id(mod))
+        t = inp[0].double()
+        var = t.var(dim=(0, 2, 3), unbiased=False).float().clamp_min(1e-6)
+        mod.running_mean.copy_(t.mean(dim=(0, 2, 3)).float() + 0.1 * var.sqrt() * torch.randn(var.shape, generator=g))
+        mod.running_var.copy_(var * (0.7 + 0.7 * torch.rand(var.shape, generator=g)))
+    hooks = [m.register_forward_pre_hook(measure) for m in bns]
     model.eval()
     model(x)
     for h in hooks:
         h.remove()
-
-    class Stop(Exception):
-        pass
-    for m in order:
-        def grab(mod, inp):
-            t = inp[0].double()
-            mod.running_mean.copy_(t.mean(dim=(0, 2, 3)).float())
-            mod.running_var.copy_(t.var(dim=(0, 2, 3), unbiased=False).float().clamp_min(1e-6))
-            raise Stop()
-        h = m.register_forward_pre_hook(grab)
-        try:
-            model(x)
-        except Stop:
-            pass
-        h.remove()
-        std = m.running_var.sqrt()
-        m.running_mean.add_(0.1 * std * torch.randn(m.running_mean.shape, generator=g))
-        m.running_var.mul_(0.7 + 0.7 * torch.rand(m.running_var.shape, generator=g))
 
 
 def randomise(model, torch, seed, size=224, stats=None, sequential=False):
