@@ -180,31 +180,34 @@ static double nbit_err(const float *w, int n, float s, int qmax) {
 
 /* nbit_err at ns scales s[j] at once: e[j] == nbit_err(w, n, s[j], qmax) bit for bit. Each scale
  * keeps its own double sum in the order of i (the same additions as nbit_err), eight scales per
- * pass over w so that the sums are independent chains (and vector lanes); roundf(|r|) for
- * |r| < qmax is floor(|r| + 0.5) computed exactly in double (a float plus 0.5 is exact there), so
- * no libm call; a zero, NaN or Inf weight (val() = 0) gives code 0 and adds 0 as nbit_err does.
- * No FMA contraction: every clone gives the same bits. */
+ * pass over w in vector lanes. Per weight and scale the error d = x - s * code(x) is computed
+ * for |x| instead of x: it is exactly -d for a negative x (IEEE rounding is symmetric), so d * d
+ * has the same bits. code(|x|) = min(roundf(|x| / s), qmax), and roundf(a) = floor(a + 0.5) done
+ * exactly in double (a float plus 0.5 is exact there; a is clamped to qmax first so that the
+ * conversion to int cannot overflow). A zero, NaN or Inf weight (val() = 0) gives 0, as in
+ * nbit_err. No FMA contraction: every clone gives the same bits. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
 __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3", "fp-contract=off")))
 static void nbit_err_grid(const float *restrict w, int n, const float *restrict s, int ns, int qmax, double *restrict e) {
+    const float fq = (float)qmax;
+    const v8f fqv = {fq, fq, fq, fq, fq, fq, fq, fq};
     for (int j0 = 0; j0 < ns; j0 += 8) {
-        float sj[8];
-        double sd[8], acc[8];
+        v8f sj;
+        v8d sd, acc = {0};
         for (int k = 0; k < 8; k++) {
             sj[k] = s[j0 + (j0 + k < ns ? k : 0)];
             sd[k] = (double)sj[k];
-            acc[k] = 0;
         }
-        const float fq = (float)qmax;
         for (int i = 0; i < n; i++) {
-            const float x = val(w[i]);
-            const double xd = (double)x;
-            for (int k = 0; k < 8; k++) {
-                float r = x / sj[k], a = fabsf(r);
-                double c = a >= fq ? (double)qmax : (double)(int)((double)a + 0.5);
-                c = r < 0 ? -c : c;
-                double d = xd - sd[k] * c;
-                acc[k] += d * d;
-            }
+            const float ax = mag(w[i]);
+            const v8f a = (v8f){ax, ax, ax, ax, ax, ax, ax, ax} / sj;
+            const v8i lt = a < fqv;
+            const v8f a2 = (v8f)(((v8i)a & lt) | ((v8i)fqv & ~lt));
+            const v8d c = __builtin_convertvector(__builtin_convertvector(__builtin_convertvector(a2, v8d) + 0.5, v8i), v8d);
+            const v8d d = (double)ax - sd * c;
+            acc += d * d;
         }
         for (int k = 0; k < 8 && j0 + k < ns; k++) e[j0 + k] = acc[k];
     }
