@@ -349,6 +349,47 @@ static void test_bn_to_conv(void) {
     mini_free(&b);
 }
 
+/* PRelu: one slope becomes a LeakyRelu at import, one per channel ([C,1,1]) stays a PRelu; the
+ * FP32 output is the ONNX definition x > 0 ? x : slope * x either way. */
+static void prelu_case(int per_channel) {
+    mini b;
+    mini_init(&b, 3, 1, 1);
+    float slope[3] = {0.25f, -0.5f, 2.0f};
+    int64_t sd[3] = {3, 1, 1}, sd1[1] = {1};
+    b.inits[0].name = "slope";
+    b.inits[0].has_data_type = 1;
+    b.inits[0].data_type = 1;
+    b.inits[0].dims = per_channel ? sd : sd1;
+    b.inits[0].n_dims = per_channel ? 3 : 1;
+    b.inits[0].float_data = slope;
+    b.inits[0].n_float_data = per_channel ? 3 : 1;
+    static char *pin[2] = {"x", "slope"}, *pout[1] = {"y"};
+    node1(&b.nodes[0], "PRelu", pin, 2, pout);
+    tern_graph *g = NULL;
+    enum tern_status st = mini_import(&b, &g);
+    CHECK(st == TERN_STATUS_OK, "PRelu (%s): %s", per_channel ? "per channel" : "one slope", tern_last_error());
+    if (!st) {
+        CHECK(g->nnodes == 1 && g->nodes[0].op == (per_channel ? TERN_OP_PRELU : TERN_OP_LEAKYRELU), "node is %s",
+              g->nnodes ? tern_ops[g->nodes[0].op].name : "missing");
+        float in[48];
+        for (int i = 0; i < 48; i++) in[i] = (float)((i * 29) % 17) * 0.5f - 4.0f;
+        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+        const float *yo;
+        int64_t yd[TERN_MAX_DIMS];
+        int yn;
+        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        for (int c = 0; c < 3 && !check_failed_now; c++)
+            for (int p = 0; p < 16; p++) {
+                float v = in[c * 16 + p], want = v > 0 ? v : slope[per_channel ? c : 0] * v;
+                CHECK(yo[c * 16 + p] == want, "channel %d pixel %d: %g, want %g", c, p, yo[c * 16 + p], want);
+            }
+        tern_fp32_ctx_free(x);
+    }
+    tern_graph_free(g);
+    mini_free(&b);
+}
+static void test_prelu(void) { prelu_case(0); prelu_case(1); }
+
 /* The node-count and node-input limits are errors that name them. */
 static void test_limits(void) {
     mini b;
@@ -499,6 +540,7 @@ int main(int argc, char **argv) {
     RUN(test_wide_concat);
     RUN(test_deep_chain);
     RUN(test_bn_to_conv);
+    RUN(test_prelu);
     RUN(test_limits);
     RUN(test_bad_values);
     RUN(test_sgemm_det);

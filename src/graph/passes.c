@@ -154,6 +154,21 @@ enum tern_status tern_graph_bn_to_conv(tern_graph *g) {
     return TERN_STATUS_OK;
 }
 
+/* A PRelu with one slope (PyTorch's nn.PReLU() default) is a LeakyRelu: the integer engine fuses
+ * it into the conv in front of it or runs it as a lookup table. One slope per channel stays a
+ * PRelu (FP32 only; tern quantize names it). */
+enum tern_status tern_graph_prelu_to_leaky(tern_graph *g) {
+    for (int i = 0; i < g->nnodes; i++) {
+        tern_node *n = &g->nodes[i];
+        if (n->op != TERN_OP_PRELU || tern_value_numel(&g->values[n->in[1]]) != 1) continue;
+        n->a.alpha = ((const float *)g->values[n->in[1]].data)[0];
+        n->op = TERN_OP_LEAKYRELU;
+        n->in[1] = -1;
+        n->nin = 1;
+    }
+    return TERN_STATUS_OK;
+}
+
 enum tern_status tern_graph_remove_identity(tern_graph *g) {
     char *dead = tern_calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
     if (!dead) return TERN_STATUS_NOMEM;

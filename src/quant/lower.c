@@ -168,7 +168,13 @@ static const char *no_bn(const tern_graph *g, const tern_node *n, char *why, siz
     return "a BatchNormalization on a tensor that is not [N,C,H,W] (a Conv's BN is folded into it, any other 4-D one runs as a 1x1 depthwise conv)";
 }
 
+static const char *no_prelu(const tern_graph *g, const tern_node *n, char *why, size_t nwhy) {
+    (void)g, (void)n, (void)why, (void)nwhy;
+    return "a PRelu with one slope per channel (a PRelu of one slope runs as LeakyRelu)";
+}
+
 static const can_lower_fn can_lower[TERN_OP_COUNT] = {
+    [TERN_OP_PRELU] = no_prelu,
     [TERN_OP_BATCHNORM] = no_bn,
     [TERN_OP_CONV] = ok_weight, [TERN_OP_GEMM] = ok_weight, [TERN_OP_MATMUL] = ok_weight,
     [TERN_OP_ADD] = ok_binary, [TERN_OP_MUL] = ok_binary,
