@@ -390,6 +390,52 @@ static void prelu_case(int per_channel) {
 }
 static void test_prelu(void) { prelu_case(0); prelu_case(1); }
 
+/* GELU as PyTorch exports it before opset 20, Div(x, sqrt 2) -> Erf -> Add(1) -> Mul(x) ->
+ * Mul(0.5), becomes one Gelu node at import; its FP32 output is 0.5 x (1 + erf(x / sqrt 2))
+ * computed here in double. */
+static void test_gelu(void) {
+    mini b;
+    mini_init(&b, 3, 5, 3);
+    float c_sqrt2 = 1.41421356f, c_one = 1.0f, c_half = 0.5f;
+    char *cn[3] = {"sqrt2", "one", "half"};
+    float *cv[3] = {&c_sqrt2, &c_one, &c_half};
+    for (int i = 0; i < 3; i++) {
+        b.inits[i].name = cn[i];
+        b.inits[i].has_data_type = 1;
+        b.inits[i].data_type = 1;
+        b.inits[i].n_dims = 0;
+        b.inits[i].float_data = cv[i];
+        b.inits[i].n_float_data = 1;
+    }
+    static char *i0[2] = {"x", "sqrt2"}, *o0[1] = {"d"}, *i1[1] = {"d"}, *o1[1] = {"e"}, *i2[2] = {"e", "one"}, *o2[1] = {"a"},
+                *i3[2] = {"x", "a"}, *o3[1] = {"m"}, *i4[2] = {"m", "half"}, *o4[1] = {"y"};
+    node1(&b.nodes[0], "Div", i0, 2, o0);
+    node1(&b.nodes[1], "Erf", i1, 1, o1);
+    node1(&b.nodes[2], "Add", i2, 2, o2);
+    node1(&b.nodes[3], "Mul", i3, 2, o3);
+    node1(&b.nodes[4], "Mul", i4, 2, o4);
+    tern_graph *g = NULL;
+    enum tern_status st = mini_import(&b, &g);
+    CHECK(st == TERN_STATUS_OK, "GELU chain: %s", tern_last_error());
+    if (!st) {
+        CHECK(g->nnodes == 1 && g->nodes[0].op == TERN_OP_GELU, "%d nodes, first %s", g->nnodes, g->nnodes ? tern_ops[g->nodes[0].op].name : "-");
+        float in[48];
+        for (int i = 0; i < 48; i++) in[i] = (float)((i * 31) % 19) * 0.45f - 4.0f;
+        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+        const float *yo;
+        int64_t yd[TERN_MAX_DIMS];
+        int yn;
+        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        for (int i = 0; i < 48 && !check_failed_now; i++) {
+            double want = 0.5 * in[i] * (1 + erf(in[i] / sqrt(2.0)));
+            CHECK(fabs(yo[i] - want) <= 1e-6 * (1 + fabs(want)), "element %d (x = %g): %.9g, want %.9g", i, in[i], yo[i], want);
+        }
+        tern_fp32_ctx_free(x);
+    }
+    tern_graph_free(g);
+    mini_free(&b);
+}
+
 /* The node-count and node-input limits are errors that name them. */
 static void test_limits(void) {
     mini b;
@@ -541,6 +587,7 @@ int main(int argc, char **argv) {
     RUN(test_deep_chain);
     RUN(test_bn_to_conv);
     RUN(test_prelu);
+    RUN(test_gelu);
     RUN(test_limits);
     RUN(test_bad_values);
     RUN(test_sgemm_det);

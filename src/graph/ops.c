@@ -575,6 +575,8 @@ float tern_unary_f32(const tern_node *n, float v) {
     case TERN_OP_HARDSIGMOID: { float t = n->a.alpha * v + n->a.beta; return t < 0 ? 0 : t > 1 ? 1 : t; }
     case TERN_OP_HARDSWISH: { float t = v / 6.0f + 0.5f; return v * (t < 0 ? 0 : t > 1 ? 1 : t); }
     case TERN_OP_TANH: return tanhf(v);
+    case TERN_OP_ERF: return erff(v);
+    case TERN_OP_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     default: return v;
     }
 }
@@ -647,6 +649,8 @@ const tern_op_info tern_ops[TERN_OP_COUNT] = {
     [TERN_OP_TANH] = {"Tanh", same_shape, fold_unary, tern_fp32_unary},
     [TERN_OP_REDUCEMEAN] = {"ReduceMean", infer_reducemean, NULL, tern_fp32_reducemean},
     [TERN_OP_PRELU] = {"PRelu", infer_prelu, NULL, tern_fp32_prelu},
+    [TERN_OP_ERF] = {"Erf", same_shape, fold_unary, tern_fp32_unary},
+    [TERN_OP_GELU] = {"Gelu", same_shape, fold_unary, tern_fp32_unary},   /* exact (erf) form */
 };
 
 int tern_op_lookup(const char *name) {

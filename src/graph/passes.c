@@ -169,6 +169,56 @@ enum tern_status tern_graph_prelu_to_leaky(tern_graph *g) {
     return TERN_STATUS_OK;
 }
 
+/* A one-element float constant within 1e-5 of want. */
+static int is_scalar(const tern_graph *g, int v, double want) {
+    if (v < 0 || !g->values[v].data || g->values[v].dtype != TERN_DTYPE_F32 || tern_value_numel(&g->values[v]) != 1) return 0;
+    return fabs(((const float *)g->values[v].data)[0] - want) < 1e-5;
+}
+/* The node producing value v, if only node `reader` reads v. */
+static int sole_producer(const tern_graph *g, int v) {
+    if (v < 0 || g->values[v].data || v == g->output || tern_graph_consumers(g, v) != 1) return -1;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].out[0] == v) return i;
+    return -1;
+}
+
+/* GELU as opsets before 20 spell it (PyTorch's nn.GELU export): Div(x, sqrt 2) or Mul(x, 1/sqrt 2)
+ * -> Erf -> Add(1) -> Mul(x) -> Mul(0.5), each intermediate read only by the next, becomes one
+ * Gelu node on x (an element-wise function: the integer engine runs it as a lookup table). */
+enum tern_status tern_graph_fuse_gelu(tern_graph *g) {
+    char *dead = tern_calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
+    if (!dead) return TERN_STATUS_NOMEM;
+    for (int i = 0; i < g->nnodes; i++) {
+        tern_node *half = &g->nodes[i];
+        if (half->op != TERN_OP_MUL || half->nin != 2) continue;
+        int hk = is_scalar(g, half->in[1], 0.5) ? 1 : is_scalar(g, half->in[0], 0.5) ? 0 : -1;
+        if (hk < 0) continue;
+        int m = sole_producer(g, half->in[1 - hk]);
+        if (m < 0 || g->nodes[m].op != TERN_OP_MUL || g->nodes[m].nin != 2) continue;
+        for (int xk = 0; xk < 2; xk++) {
+            int x = g->nodes[m].in[xk], a = sole_producer(g, g->nodes[m].in[1 - xk]);
+            if (a < 0 || g->nodes[a].op != TERN_OP_ADD || g->nodes[a].nin != 2) continue;
+            int ak = is_scalar(g, g->nodes[a].in[1], 1.0) ? 1 : is_scalar(g, g->nodes[a].in[0], 1.0) ? 0 : -1;
+            int e = ak < 0 ? -1 : sole_producer(g, g->nodes[a].in[1 - ak]);
+            if (e < 0 || g->nodes[e].op != TERN_OP_ERF) continue;
+            int d = sole_producer(g, g->nodes[e].in[0]);
+            if (d < 0 || g->nodes[d].nin != 2 || g->nodes[d].in[0] != x ||
+                !((g->nodes[d].op == TERN_OP_DIV && is_scalar(g, g->nodes[d].in[1], 1.41421356237)) ||
+                  (g->nodes[d].op == TERN_OP_MUL && is_scalar(g, g->nodes[d].in[1], 0.70710678118))))
+                continue;
+            half->op = TERN_OP_GELU;
+            half->in[0] = x;
+            half->in[1] = -1;
+            half->nin = 1;
+            dead[m] = dead[a] = dead[e] = dead[d] = 1;
+            break;
+        }
+    }
+    compact(g, dead);
+    free(dead);
+    return TERN_STATUS_OK;
+}
+
 enum tern_status tern_graph_remove_identity(tern_graph *g) {
     char *dead = tern_calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
     if (!dead) return TERN_STATUS_NOMEM;

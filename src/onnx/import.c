@@ -481,6 +481,7 @@ static enum tern_status import_bytes(const uint8_t *buf, size_t len, const char 
     if (!st) st = tern_graph_fold_batchnorm(im.g);
     if (!st) st = tern_graph_bn_to_conv(im.g);
     if (!st) st = tern_graph_prelu_to_leaky(im.g);
+    if (!st) st = tern_graph_fuse_gelu(im.g);
     if (!st) st = tern_graph_remove_identity(im.g);
     if (!st) {
         tern_graph_prune(im.g);

@@ -179,7 +179,7 @@ static const can_lower_fn can_lower[TERN_OP_COUNT] = {
     [TERN_OP_CONV] = ok_weight, [TERN_OP_GEMM] = ok_weight, [TERN_OP_MATMUL] = ok_weight,
     [TERN_OP_ADD] = ok_binary, [TERN_OP_MUL] = ok_binary,
     [TERN_OP_RELU] = ok_any, [TERN_OP_CLIP] = ok_any, [TERN_OP_LEAKYRELU] = ok_any, [TERN_OP_SIGMOID] = ok_any,
-    [TERN_OP_HARDSIGMOID] = ok_any, [TERN_OP_HARDSWISH] = ok_any, [TERN_OP_TANH] = ok_any,
+    [TERN_OP_HARDSIGMOID] = ok_any, [TERN_OP_HARDSWISH] = ok_any, [TERN_OP_TANH] = ok_any, [TERN_OP_GELU] = ok_any,
     [TERN_OP_MAXPOOL] = ok_pool, [TERN_OP_AVGPOOL] = ok_pool, [TERN_OP_GLOBALAVGPOOL] = ok_pool,
     [TERN_OP_REDUCEMEAN] = ok_reducemean,
     [TERN_OP_FLATTEN] = ok_reshape, [TERN_OP_RESHAPE] = ok_reshape, [TERN_OP_SQUEEZE] = ok_reshape,
@@ -295,7 +295,7 @@ enum tern_status tern_q_lower(qctx *q) {
             q->vmap[ov] = t;
             break;
         }
-        case TERN_OP_SIGMOID: case TERN_OP_HARDSIGMOID: case TERN_OP_HARDSWISH: case TERN_OP_TANH: case TERN_OP_LEAKYRELU:
+        case TERN_OP_SIGMOID: case TERN_OP_HARDSIGMOID: case TERN_OP_HARDSWISH: case TERN_OP_TANH: case TERN_OP_LEAKYRELU: case TERN_OP_GELU:
         lut: {   /* element-wise: a lookup table from input code to output code, built after calibration */
             int uns = n->op == TERN_OP_SIGMOID || n->op == TERN_OP_HARDSIGMOID;
             int t = new_qt(q, n->out[0], !uns, q->qt[x].c, q->qt[x].h, q->qt[x].w);
