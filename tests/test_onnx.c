@@ -350,7 +350,8 @@ static void test_bn_to_conv(void) {
 }
 
 /* PRelu: one slope becomes a LeakyRelu at import, one per channel ([C,1,1]) stays a PRelu; the
- * FP32 output is the ONNX definition x > 0 ? x : slope * x either way. */
+ * FP32 output is the ONNX definition x > 0 ? x : slope * x either way. A slope of shape [C]
+ * broadcasts along the last axis (W = 4 here, not C = 3): refused, naming the slope. */
 static void prelu_case(int per_channel) {
     mini b;
     mini_init(&b, 3, 1, 1);
@@ -359,14 +360,22 @@ static void prelu_case(int per_channel) {
     b.inits[0].name = "slope";
     b.inits[0].has_data_type = 1;
     b.inits[0].data_type = 1;
-    b.inits[0].dims = per_channel ? sd : sd1;
-    b.inits[0].n_dims = per_channel ? 3 : 1;
+    b.inits[0].dims = per_channel == 1 ? sd : sd1;
+    b.inits[0].n_dims = per_channel == 1 ? 3 : 1;
+    if (per_channel == 2) sd1[0] = 3;   /* [C] */
     b.inits[0].float_data = slope;
     b.inits[0].n_float_data = per_channel ? 3 : 1;
     static char *pin[2] = {"x", "slope"}, *pout[1] = {"y"};
     node1(&b.nodes[0], "PRelu", pin, 2, pout);
     tern_graph *g = NULL;
     enum tern_status st = mini_import(&b, &g);
+    if (per_channel == 2) {
+        CHECK(st != TERN_STATUS_OK && strstr(tern_last_error(), "slope of 3 values"), "slope [3] on [1,3,4,4]: %s",
+              st ? tern_last_error() : "accepted");
+        tern_graph_free(g);
+        mini_free(&b);
+        return;
+    }
     CHECK(st == TERN_STATUS_OK, "PRelu (%s): %s", per_channel ? "per channel" : "one slope", tern_last_error());
     if (!st) {
         CHECK(g->nnodes == 1 && g->nodes[0].op == (per_channel ? TERN_OP_PRELU : TERN_OP_LEAKYRELU), "node is %s",
@@ -388,7 +397,7 @@ static void prelu_case(int per_channel) {
     tern_graph_free(g);
     mini_free(&b);
 }
-static void test_prelu(void) { prelu_case(0); prelu_case(1); }
+static void test_prelu(void) { prelu_case(0); prelu_case(1); prelu_case(2); }
 
 /* GELU as PyTorch exports it before opset 20, Div(x, sqrt 2) -> Erf -> Add(1) -> Mul(x) ->
  * Mul(0.5), becomes one Gelu node at import; its FP32 output is 0.5 x (1 + erf(x / sqrt 2))

@@ -186,14 +186,16 @@ static enum tern_status infer_bn(tern_graph *g, tern_node *n) {
     return same_shape(g, n);
 }
 
-/* PRelu: the slope is a constant, one value or one per channel ([C], [C,1,1] or [1,C,1,1]). */
+/* PRelu: the slope is a constant, one value or one per channel. ONNX broadcasts it from the
+ * right, so per channel of [N,C,H,W] is [C,1,1] or [1,C,1,1] ([C] would be per column). */
 static enum tern_status infer_prelu(tern_graph *g, tern_node *n) {
     tern_value *x = V(n->in[0]), *s = V(n->in[1]);
     int64_t k = tern_value_numel(s), c = x->ndim > 1 ? x->dims[1] : 1;
     if (!is_const(g, n->in[1]) || s->dtype != TERN_DTYPE_F32)
         return tern_errorf(TERN_STATUS_UNSUPPORTED, "PRelu %s: the slope must be a float constant", n->name);
-    int per_channel = k == c && s->ndim >= 1 && s->ndim <= x->ndim - 1 && s->dims[0] == c;
-    for (int i = 1; per_channel && i < s->ndim; i++) per_channel = s->dims[i] == 1;
+    int lead = s->ndim == x->ndim ? 1 : 0;   /* [1,C,...] */
+    int per_channel = k == c && x->ndim >= 2 && (s->ndim == x->ndim - 1 || (lead && s->dims[0] == 1)) && s->dims[lead] == c;
+    for (int i = lead + 1; per_channel && i < s->ndim; i++) per_channel = s->dims[i] == 1;
     if (k != 1 && !per_channel)
         return tern_errorf(TERN_STATUS_UNSUPPORTED, "PRelu %s: slope of %lld values (one, or one per channel of %lld, are supported)",
                            n->name, (long long)k, (long long)c);
