@@ -8,10 +8,15 @@ Usage: /usr/bin/python3 scripts/export_torchvision.py OUTDIR [name ...] [--threa
 architectures end in an adaptive pool, so any size that survives their strides works), opsets 11
 and 17, the same randomisation, and the same NAME.onnx / .input.bin / .output.bin / .json files
 (input [2,3,S,S], output [2,1000]). These are inputs for the quantizer and the integer engine.
---stats DIR measures the BatchNorm statistics on 16 images of DIR (resized and cropped to S,
-ImageNet mean/std) instead of on Gaussian noise, so that they fit the images the model is run on
-as a trained model's do. (Tried for the low 8-bit SQNR of EfficientNet-B0 and MobileNetV3: it did
-not help, so t_zoo.sh does not use it.)
+--stats DIR measures the BatchNorm statistics on 16 images of DIR (every 1/16th of its sorted
+images, resized and cropped to S, ImageNet mean/std) instead of on Gaussian noise, so that they fit
+the images the model is run on as a trained model's do; t_zoo.sh passes imagenet_sample/ (images
+0, 62, 124, ...: none of its 4 evaluation images, 8..11).
+--zoo nets are conditioned like trained ones, so that their 8-bit logits measure the quantizer and
+not the random net's sensitivity (docs/RESULTS.md, issue 11): BN statistics measured one BN at a
+time in eval mode (calibrate_bn_eval), BN beta in [0.75, 1.25] instead of [-0.25, 0.25], and the
+last BN of every residual branch (inverted residual, MBConv, RegNet block) scaled by 0.3 as the
+ResNets' already were.
 
 Names (default: all): resnet18 resnet50 resnet101 googlenet alexnet vgg11 vgg16 mobilenet_v2
 
@@ -93,6 +98,10 @@ ZOO = {
     "convnext_tiny":      (17, 64, {}),
 }
 BATCH = 2
+# --zoo only (see randomise): BN beta raised by this, the last BN of every residual branch scaled by
+# RES_GAMMA, BN statistics measured layer by layer in eval mode.
+BETA_SHIFT = 1.0
+RES_GAMMA = 0.3
 BASE_SEED = 20240611
 
 
@@ -144,7 +153,33 @@ def stats_batch(torch, folder, size, count=16):
     return torch.stack(xs)
 
 
-def randomise(model, torch, seed, size=224, stats=None):
+def calibrate_bn_eval(model, torch, bns, x, g):
+    """BN statistics measured in eval mode, each BN's from its own input in the network as
+    exported: in one eval-mode forward pass each BN, just before it runs, takes the mean and
+    variance of its input (every BN in front of it already final and perturbed), so the
+    normalisation holds all the way down. (One train-mode pass instead measures each BN behind
+    batch-normalised inputs, not behind the perturbed eval-mode BNs in front of it, and with
+    EfficientNet's stochastic depth and dropout active: the mismatch compounds, and a random
+    EfficientNet-B0 reached activations ~100x apart between images.) The same perturbation as the
+    one-pass path follows each measurement, in the order the forward pass reaches the BNs."""
+    done = set()
+
+    def measure(mod, inp):
+        if id(mod) in done:
+            return
+        done.add(id(mod))
+        t = inp[0].double()
+        var = t.var(dim=(0, 2, 3), unbiased=False).float().clamp_min(1e-6)
+        mod.running_mean.copy_(t.mean(dim=(0, 2, 3)).float() + 0.1 * var.sqrt() * torch.randn(var.shape, generator=g))
+        mod.running_var.copy_(var * (0.7 + 0.7 * torch.rand(var.shape, generator=g)))
+    hooks = [m.register_forward_pre_hook(measure) for m in bns]
+    model.eval()
+    model(x)
+    for h in hooks:
+        h.remove()
+
+
+def randomise(model, torch, seed, size=224, stats=None, sequential=False):
     """Random biases and BN parameters/statistics; see the module docstring for why."""
     g = torch.Generator().manual_seed(seed + 1)
     bns = []
@@ -155,6 +190,13 @@ def randomise(model, torch, seed, size=224, stats=None):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
                 m.bias.copy_((torch.rand(m.bias.shape, generator=g) - 0.5) * 0.5)
+                if sequential:
+                    # beta in [0.75, 1.25]: most units of every channel active. With beta centred
+                    # on 0 many channels are mostly off, and a random net then amplifies any small
+                    # perturbation layer after layer (an ideal 8-bit fake-quant of the old
+                    # MobileNetV2 export, float scales, gave 7.6 dB at the logits; 8-bit weights
+                    # alone 11 dB): its logits measured the random net's chaos, not the quantizer.
+                    m.bias.add_(BETA_SHIFT)
                 m.reset_running_stats()
                 m.momentum = None  # cumulative average over the calibration pass
                 bns.append(m)
@@ -166,7 +208,14 @@ def randomise(model, torch, seed, size=224, stats=None):
             if last:
                 getattr(m, last).weight.mul_(0.3)
                 getattr(m, last).bias.mul_(0.3)
-        if bns:
+            elif sequential and (getattr(m, "use_res_connect", False) or type(m).__name__ == "ResBottleneckBlock"):
+                # the same for the inverted-residual / MBConv / RegNet blocks of the zoo
+                bn = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)][-1]
+                bn.weight.mul_(RES_GAMMA)
+                bn.bias.mul_(RES_GAMMA)
+        if bns and sequential:
+            calibrate_bn_eval(model, torch, bns, stats if stats is not None else torch.randn(8, 3, size, size, generator=g), g)
+        elif bns:
             # Measure running statistics on a random batch (train mode), then perturb them so the
             # eval-mode normalisation is not an exact whitening (mean/var really matter).
             model.train()
@@ -195,7 +244,7 @@ def export_one(name, outdir, torch, torchvision, onnx, np, zoo=False, stats_dir=
         warnings.simplefilter("ignore")
         model = getattr(torchvision.models, name)(weights=None, **kwargs)
     stats = stats_batch(torch, stats_dir, size) if stats_dir else None
-    nbn = randomise(model, torch, seed, size, stats)
+    nbn = randomise(model, torch, seed, size, stats, sequential=zoo)
     t_init = time.time() - t0
 
     x = torch.randn(BATCH, 3, size, size, generator=torch.Generator().manual_seed(seed + 2))

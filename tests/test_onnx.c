@@ -294,6 +294,157 @@ static void wide_concat(int width, int chain) {
 static void test_wide_concat(void) { wide_concat(60, 5); wide_concat(5000, 3); }
 static void test_deep_chain(void) { wide_concat(2, 10000); }
 
+/* A BatchNormalization behind a Relu (no Conv to fold it into: DenseNet's pre-activation BN)
+ * becomes a 1x1 depthwise Conv at import; its FP32 output is the ONNX definition,
+ * (x - mean) / sqrt(var + eps) * scale + B, computed here in double. */
+static void test_bn_to_conv(void) {
+    mini b;
+    mini_init(&b, 3, 2, 4);
+    float gamma[3] = {0.5f, 2.0f, -1.5f}, beta[3] = {0.25f, -1.0f, 3.0f}, mean[3] = {1.0f, -0.5f, 2.5f}, var[3] = {4.0f, 0.25f, 9.0f};
+    int64_t cd[1] = {3};
+    char *pn[4] = {"gamma", "beta", "mean", "var"};
+    float *vals[4] = {gamma, beta, mean, var};
+    for (int i = 0; i < 4; i++) {
+        b.inits[i].name = pn[i];
+        b.inits[i].has_data_type = 1;
+        b.inits[i].data_type = 1;
+        b.inits[i].dims = cd;
+        b.inits[i].n_dims = 1;
+        b.inits[i].float_data = vals[i];
+        b.inits[i].n_float_data = 3;
+    }
+    static char *rin[1] = {"x"}, *rout[1] = {"r"}, *bin[5] = {"r", "gamma", "beta", "mean", "var"}, *bout[1] = {"y"};
+    node1(&b.nodes[0], "Relu", rin, 1, rout);
+    node1(&b.nodes[1], "BatchNormalization", bin, 5, bout);
+    tern_graph *g = NULL;
+    enum tern_status st = mini_import(&b, &g);
+    CHECK(st == TERN_STATUS_OK, "Relu + BatchNormalization: %s", tern_last_error());
+    if (!st) {
+        int nconv = 0;
+        for (int i = 0; i < g->nnodes; i++) {
+            CHECK(g->nodes[i].op != TERN_OP_BATCHNORM, "node %s is still a BatchNormalization", g->nodes[i].name);
+            if (g->nodes[i].op == TERN_OP_CONV) {
+                nconv++;
+                CHECK(g->nodes[i].a.group == 3 && g->nodes[i].a.kernel[0] == 1 && g->nodes[i].a.kernel[1] == 1,
+                      "conv group %lld kernel %lldx%lld", (long long)g->nodes[i].a.group, (long long)g->nodes[i].a.kernel[0],
+                      (long long)g->nodes[i].a.kernel[1]);
+            }
+        }
+        CHECK(nconv == 1, "%d convs, want 1", nconv);
+        float in[48];
+        for (int i = 0; i < 48; i++) in[i] = (float)((i * 37) % 23) * 0.37f - 3.0f;
+        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+        const float *yo;
+        int64_t yd[TERN_MAX_DIMS];
+        int yn;
+        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        for (int c = 0; c < 3 && !check_failed_now; c++)
+            for (int p = 0; p < 16; p++) {
+                double r = fmax(in[c * 16 + p], 0.0), want = (r - mean[c]) / sqrt(var[c] + 1e-5) * gamma[c] + beta[c];
+                CHECK(fabs(yo[c * 16 + p] - want) <= 1e-5 * (1 + fabs(want)), "channel %d pixel %d: %g, want %g", c, p, yo[c * 16 + p], want);
+            }
+        tern_fp32_ctx_free(x);
+    }
+    tern_graph_free(g);
+    mini_free(&b);
+}
+
+/* PRelu: one slope becomes a LeakyRelu at import, one per channel ([C,1,1]) stays a PRelu; the
+ * FP32 output is the ONNX definition x > 0 ? x : slope * x either way. A slope of shape [C]
+ * broadcasts along the last axis (W = 4 here, not C = 3): refused, naming the slope. */
+static void prelu_case(int per_channel) {
+    mini b;
+    mini_init(&b, 3, 1, 1);
+    float slope[3] = {0.25f, -0.5f, 2.0f};
+    int64_t sd[3] = {3, 1, 1}, sd1[1] = {1};
+    b.inits[0].name = "slope";
+    b.inits[0].has_data_type = 1;
+    b.inits[0].data_type = 1;
+    b.inits[0].dims = per_channel == 1 ? sd : sd1;
+    b.inits[0].n_dims = per_channel == 1 ? 3 : 1;
+    if (per_channel == 2) sd1[0] = 3;   /* [C] */
+    b.inits[0].float_data = slope;
+    b.inits[0].n_float_data = per_channel ? 3 : 1;
+    static char *pin[2] = {"x", "slope"}, *pout[1] = {"y"};
+    node1(&b.nodes[0], "PRelu", pin, 2, pout);
+    tern_graph *g = NULL;
+    enum tern_status st = mini_import(&b, &g);
+    if (per_channel == 2) {
+        CHECK(st != TERN_STATUS_OK && strstr(tern_last_error(), "slope of 3 values"), "slope [3] on [1,3,4,4]: %s",
+              st ? tern_last_error() : "accepted");
+        tern_graph_free(g);
+        mini_free(&b);
+        return;
+    }
+    CHECK(st == TERN_STATUS_OK, "PRelu (%s): %s", per_channel ? "per channel" : "one slope", tern_last_error());
+    if (!st) {
+        CHECK(g->nnodes == 1 && g->nodes[0].op == (per_channel ? TERN_OP_PRELU : TERN_OP_LEAKYRELU), "node is %s",
+              g->nnodes ? tern_ops[g->nodes[0].op].name : "missing");
+        float in[48];
+        for (int i = 0; i < 48; i++) in[i] = (float)((i * 29) % 17) * 0.5f - 4.0f;
+        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+        const float *yo;
+        int64_t yd[TERN_MAX_DIMS];
+        int yn;
+        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        for (int c = 0; c < 3 && !check_failed_now; c++)
+            for (int p = 0; p < 16; p++) {
+                float v = in[c * 16 + p], want = v > 0 ? v : slope[per_channel ? c : 0] * v;
+                CHECK(yo[c * 16 + p] == want, "channel %d pixel %d: %g, want %g", c, p, yo[c * 16 + p], want);
+            }
+        tern_fp32_ctx_free(x);
+    }
+    tern_graph_free(g);
+    mini_free(&b);
+}
+static void test_prelu(void) { prelu_case(0); prelu_case(1); prelu_case(2); }
+
+/* GELU as PyTorch exports it before opset 20, Div(x, sqrt 2) -> Erf -> Add(1) -> Mul(x) ->
+ * Mul(0.5), becomes one Gelu node at import; its FP32 output is 0.5 x (1 + erf(x / sqrt 2))
+ * computed here in double. */
+static void test_gelu(void) {
+    mini b;
+    mini_init(&b, 3, 5, 3);
+    float c_sqrt2 = 1.41421356f, c_one = 1.0f, c_half = 0.5f;
+    char *cn[3] = {"sqrt2", "one", "half"};
+    float *cv[3] = {&c_sqrt2, &c_one, &c_half};
+    for (int i = 0; i < 3; i++) {
+        b.inits[i].name = cn[i];
+        b.inits[i].has_data_type = 1;
+        b.inits[i].data_type = 1;
+        b.inits[i].n_dims = 0;
+        b.inits[i].float_data = cv[i];
+        b.inits[i].n_float_data = 1;
+    }
+    static char *i0[2] = {"x", "sqrt2"}, *o0[1] = {"d"}, *i1[1] = {"d"}, *o1[1] = {"e"}, *i2[2] = {"e", "one"}, *o2[1] = {"a"},
+                *i3[2] = {"x", "a"}, *o3[1] = {"m"}, *i4[2] = {"m", "half"}, *o4[1] = {"y"};
+    node1(&b.nodes[0], "Div", i0, 2, o0);
+    node1(&b.nodes[1], "Erf", i1, 1, o1);
+    node1(&b.nodes[2], "Add", i2, 2, o2);
+    node1(&b.nodes[3], "Mul", i3, 2, o3);
+    node1(&b.nodes[4], "Mul", i4, 2, o4);
+    tern_graph *g = NULL;
+    enum tern_status st = mini_import(&b, &g);
+    CHECK(st == TERN_STATUS_OK, "GELU chain: %s", tern_last_error());
+    if (!st) {
+        CHECK(g->nnodes == 1 && g->nodes[0].op == TERN_OP_GELU, "%d nodes, first %s", g->nnodes, g->nnodes ? tern_ops[g->nodes[0].op].name : "-");
+        float in[48];
+        for (int i = 0; i < 48; i++) in[i] = (float)((i * 31) % 19) * 0.45f - 4.0f;
+        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+        const float *yo;
+        int64_t yd[TERN_MAX_DIMS];
+        int yn;
+        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        for (int i = 0; i < 48 && !check_failed_now; i++) {
+            double want = 0.5 * in[i] * (1 + erf(in[i] / sqrt(2.0)));
+            CHECK(fabs(yo[i] - want) <= 1e-6 * (1 + fabs(want)), "element %d (x = %g): %.9g, want %.9g", i, in[i], yo[i], want);
+        }
+        tern_fp32_ctx_free(x);
+    }
+    tern_graph_free(g);
+    mini_free(&b);
+}
+
 /* The node-count and node-input limits are errors that name them. */
 static void test_limits(void) {
     mini b;
@@ -443,6 +594,9 @@ int main(int argc, char **argv) {
     RUN(test_fuzz_cases);
     RUN(test_wide_concat);
     RUN(test_deep_chain);
+    RUN(test_bn_to_conv);
+    RUN(test_prelu);
+    RUN(test_gelu);
     RUN(test_limits);
     RUN(test_bad_values);
     RUN(test_sgemm_det);

@@ -64,5 +64,6 @@ void tern_fp32_concat(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_softmax(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_transpose(tern_fp32_ctx *x, const tern_node *n);
 void tern_fp32_reducemean(tern_fp32_ctx *x, const tern_node *n);
+void tern_fp32_prelu(tern_fp32_ctx *x, const tern_node *n);      /* slope: one, or one per channel */
 
 #endif

@@ -136,6 +136,24 @@ void tern_fp32_unary(tern_fp32_ctx *x, const tern_node *n) {
     }
 }
 
+void tern_fp32_prelu(tern_fp32_ctx *x, const tern_node *n) {
+    const int64_t *d = x->dims[n->in[0]];
+    int nd = x->g->values[n->in[0]].ndim;
+    int64_t C = nd > 1 ? d[1] : 1, inner = 1, N = d[0];
+    for (int i = 2; i < nd; i++) inner *= d[i];
+    const float *in = IN(0), *s = IN(1);
+    int64_t ns = tern_value_numel(&x->g->values[n->in[1]]);   /* 1 or C (infer_prelu) */
+    float *y = OUT;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t c = 0; c < C; c++) {
+            float a = s[ns == 1 ? 0 : c];
+            for (int64_t k = 0; k < inner; k++) {
+                int64_t o = (i * C + c) * inner + k;
+                y[o] = in[o] > 0 ? in[o] : in[o] * a;
+            }
+        }
+}
+
 void tern_fp32_binary(tern_fp32_ctx *x, const tern_node *n) {
     const tern_value *a = &x->g->values[n->in[0]], *b = &x->g->values[n->in[1]], *y = &x->g->values[n->out[0]];
     tern_nd_binary(n->op, TERN_DTYPE_F32, IN(0), DIMS(n->in[0]), a->ndim, IN(1), DIMS(n->in[1]), b->ndim, DIMS(n->out[0]), y->ndim, OUT);

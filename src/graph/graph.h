@@ -41,7 +41,8 @@ enum tern_op {
     TERN_OP_PAD, TERN_OP_CONCAT, TERN_OP_SOFTMAX, TERN_OP_IDENTITY, TERN_OP_SHAPE, TERN_OP_GATHER,
     TERN_OP_UNSQUEEZE, TERN_OP_SQUEEZE, TERN_OP_CONSTANTOFSHAPE, TERN_OP_CAST, TERN_OP_TRANSPOSE,
     TERN_OP_RANGE, TERN_OP_CONSTANT, TERN_OP_SIGMOID,
-    TERN_OP_HARDSIGMOID, TERN_OP_HARDSWISH, TERN_OP_TANH, TERN_OP_REDUCEMEAN,
+    TERN_OP_HARDSIGMOID, TERN_OP_HARDSWISH, TERN_OP_TANH, TERN_OP_REDUCEMEAN, TERN_OP_PRELU,
+    TERN_OP_ERF, TERN_OP_GELU,
     TERN_OP_COUNT
 };
 
@@ -144,6 +145,9 @@ int tern_graph_consumers(const tern_graph *g, int v);
 /* Passes (src/graph/passes.c), run by the importer in this order. */
 enum tern_status tern_graph_infer_and_fold(tern_graph *g);  /* shapes; fold constant subgraphs */
 enum tern_status tern_graph_fold_batchnorm(tern_graph *g);  /* Conv+BN -> Conv */
+enum tern_status tern_graph_bn_to_conv(tern_graph *g);     /* other 4-D BN -> 1x1 depthwise Conv */
+enum tern_status tern_graph_prelu_to_leaky(tern_graph *g); /* PRelu of one slope -> LeakyRelu */
+enum tern_status tern_graph_fuse_gelu(tern_graph *g);      /* x*0.5*(1+erf(x/sqrt 2)) -> Gelu */
 enum tern_status tern_graph_remove_identity(tern_graph *g); /* Identity, Dropout */
 void tern_graph_prune(tern_graph *g);                       /* drop nodes not reaching the output */
 /* Every float constant a node reads (weights, biases, BN parameters, operands) is finite

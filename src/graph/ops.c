@@ -186,6 +186,22 @@ static enum tern_status infer_bn(tern_graph *g, tern_node *n) {
     return same_shape(g, n);
 }
 
+/* PRelu: the slope is a constant, one value or one per channel. ONNX broadcasts it from the
+ * right, so per channel of [N,C,H,W] is [C,1,1] or [1,C,1,1] ([C] would be per column). */
+static enum tern_status infer_prelu(tern_graph *g, tern_node *n) {
+    tern_value *x = V(n->in[0]), *s = V(n->in[1]);
+    int64_t k = tern_value_numel(s), c = x->ndim > 1 ? x->dims[1] : 1;
+    if (!is_const(g, n->in[1]) || s->dtype != TERN_DTYPE_F32)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "PRelu %s: the slope must be a float constant", n->name);
+    int lead = s->ndim == x->ndim ? 1 : 0;   /* [1,C,...] */
+    int per_channel = k == c && x->ndim >= 2 && (s->ndim == x->ndim - 1 || (lead && s->dims[0] == 1)) && s->dims[lead] == c;
+    for (int i = lead + 1; per_channel && i < s->ndim; i++) per_channel = s->dims[i] == 1;
+    if (k != 1 && !per_channel)
+        return tern_errorf(TERN_STATUS_UNSUPPORTED, "PRelu %s: slope of %lld values (one, or one per channel of %lld, are supported)",
+                           n->name, (long long)k, (long long)c);
+    return same_shape(g, n);
+}
+
 static enum tern_status infer_clip(tern_graph *g, tern_node *n) {
     for (int i = 1; i < 3; i++)
         if (n->in[i] >= 0) {
@@ -561,6 +577,8 @@ float tern_unary_f32(const tern_node *n, float v) {
     case TERN_OP_HARDSIGMOID: { float t = n->a.alpha * v + n->a.beta; return t < 0 ? 0 : t > 1 ? 1 : t; }
     case TERN_OP_HARDSWISH: { float t = v / 6.0f + 0.5f; return v * (t < 0 ? 0 : t > 1 ? 1 : t); }
     case TERN_OP_TANH: return tanhf(v);
+    case TERN_OP_ERF: return erff(v);
+    case TERN_OP_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     default: return v;
     }
 }
@@ -632,6 +650,9 @@ const tern_op_info tern_ops[TERN_OP_COUNT] = {
     [TERN_OP_HARDSWISH] = {"HardSwish", same_shape, fold_unary, tern_fp32_unary},
     [TERN_OP_TANH] = {"Tanh", same_shape, fold_unary, tern_fp32_unary},
     [TERN_OP_REDUCEMEAN] = {"ReduceMean", infer_reducemean, NULL, tern_fp32_reducemean},
+    [TERN_OP_PRELU] = {"PRelu", infer_prelu, NULL, tern_fp32_prelu},
+    [TERN_OP_ERF] = {"Erf", same_shape, fold_unary, tern_fp32_unary},
+    [TERN_OP_GELU] = {"Gelu", same_shape, fold_unary, tern_fp32_unary},   /* exact (erf) form */
 };
 
 int tern_op_lookup(const char *name) {

@@ -107,6 +107,118 @@ enum tern_status tern_graph_fold_batchnorm(tern_graph *g) {
     return TERN_STATUS_OK;
 }
 
+/* A BatchNormalization left after folding (no Conv in front of it: DenseNet's pre-activation BN
+ * behind a Concat) on a 4-D tensor becomes what it computes, a per-channel affine map: a 1x1
+ * depthwise Conv (group = C) with weight gamma / sqrt(var + eps) and bias beta - mean * weight.
+ * The integer engine then runs it as any depthwise conv (8-bit weights by policy), its ReLU fused. */
+enum tern_status tern_graph_bn_to_conv(tern_graph *g) {
+    for (int i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i].op != TERN_OP_BATCHNORM) continue;
+        const tern_value *x = &g->values[g->nodes[i].in[0]];
+        if (x->ndim != 4 || x->dims[1] < 1) continue;
+        int64_t c = x->dims[1];
+        char name[300];
+        snprintf(name, sizeof name, "%s.as_conv_weight", g->nodes[i].name);
+        int wv = tern_graph_add_value(g, name);
+        snprintf(name, sizeof name, "%s.as_conv_bias", g->nodes[i].name);
+        int bv = wv < 0 ? -1 : tern_graph_add_value(g, name);
+        if (bv < 0) return TERN_STATUS_NOMEM;
+        tern_node *bn = &g->nodes[i];   /* values may have moved; nodes did not */
+        tern_value *w = &g->values[wv], *b = &g->values[bv];
+        w->ndim = 4, w->dims[0] = c, w->dims[1] = w->dims[2] = w->dims[3] = 1, w->shape_known = 1;
+        b->ndim = 1, b->dims[0] = c, b->shape_known = 1;
+        float *wd = tern_malloc(sizeof(float) * (size_t)c), *bd = tern_malloc(sizeof(float) * (size_t)c);
+        if (!wd || !bd) { free(wd); free(bd); return TERN_STATUS_NOMEM; }
+        w->data = wd, b->data = bd;
+        const float *gamma = g->values[bn->in[1]].data, *beta = g->values[bn->in[2]].data;
+        const float *mean = g->values[bn->in[3]].data, *var = g->values[bn->in[4]].data;
+        for (int64_t o = 0; o < c; o++) {
+            float s = gamma[o] / sqrtf(var[o] + bn->a.epsilon);
+            wd[o] = s;
+            bd[o] = beta[o] - mean[o] * s;
+        }
+        bn->op = TERN_OP_CONV;
+        bn->nin = 3;
+        bn->in[1] = wv;
+        bn->in[2] = bv;
+        bn->in[3] = bn->in[4] = -1;
+        bn->nout = 1;
+        bn->out[1] = -1;
+        bn->a.kernel[0] = bn->a.kernel[1] = 1;
+        bn->a.strides[0] = bn->a.strides[1] = 1;
+        bn->a.dilations[0] = bn->a.dilations[1] = 1;
+        memset(bn->a.pads, 0, sizeof bn->a.pads);
+        bn->a.auto_pad = 0;
+        bn->a.group = c;
+    }
+    return TERN_STATUS_OK;
+}
+
+/* A PRelu with one slope (PyTorch's nn.PReLU() default) is a LeakyRelu: the integer engine fuses
+ * it into the conv in front of it or runs it as a lookup table. One slope per channel stays a
+ * PRelu (FP32 only; tern quantize names it). */
+enum tern_status tern_graph_prelu_to_leaky(tern_graph *g) {
+    for (int i = 0; i < g->nnodes; i++) {
+        tern_node *n = &g->nodes[i];
+        if (n->op != TERN_OP_PRELU || tern_value_numel(&g->values[n->in[1]]) != 1) continue;
+        n->a.alpha = ((const float *)g->values[n->in[1]].data)[0];
+        n->op = TERN_OP_LEAKYRELU;
+        n->in[1] = -1;
+        n->nin = 1;
+    }
+    return TERN_STATUS_OK;
+}
+
+/* A one-element float constant within 1e-5 of want. */
+static int is_scalar(const tern_graph *g, int v, double want) {
+    if (v < 0 || !g->values[v].data || g->values[v].dtype != TERN_DTYPE_F32 || tern_value_numel(&g->values[v]) != 1) return 0;
+    return fabs(((const float *)g->values[v].data)[0] - want) < 1e-5;
+}
+/* The node producing value v, if only node `reader` reads v. */
+static int sole_producer(const tern_graph *g, int v) {
+    if (v < 0 || g->values[v].data || v == g->output || tern_graph_consumers(g, v) != 1) return -1;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].out[0] == v) return i;
+    return -1;
+}
+
+/* GELU as opsets before 20 spell it (PyTorch's nn.GELU export): Div(x, sqrt 2) or Mul(x, 1/sqrt 2)
+ * -> Erf -> Add(1) -> Mul(x) -> Mul(0.5), each intermediate read only by the next, becomes one
+ * Gelu node on x (an element-wise function: the integer engine runs it as a lookup table). */
+enum tern_status tern_graph_fuse_gelu(tern_graph *g) {
+    char *dead = tern_calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
+    if (!dead) return TERN_STATUS_NOMEM;
+    for (int i = 0; i < g->nnodes; i++) {
+        tern_node *half = &g->nodes[i];
+        if (half->op != TERN_OP_MUL || half->nin != 2) continue;
+        int hk = is_scalar(g, half->in[1], 0.5) ? 1 : is_scalar(g, half->in[0], 0.5) ? 0 : -1;
+        if (hk < 0) continue;
+        int m = sole_producer(g, half->in[1 - hk]);
+        if (m < 0 || g->nodes[m].op != TERN_OP_MUL || g->nodes[m].nin != 2) continue;
+        for (int xk = 0; xk < 2; xk++) {
+            int x = g->nodes[m].in[xk], a = sole_producer(g, g->nodes[m].in[1 - xk]);
+            if (a < 0 || g->nodes[a].op != TERN_OP_ADD || g->nodes[a].nin != 2) continue;
+            int ak = is_scalar(g, g->nodes[a].in[1], 1.0) ? 1 : is_scalar(g, g->nodes[a].in[0], 1.0) ? 0 : -1;
+            int e = ak < 0 ? -1 : sole_producer(g, g->nodes[a].in[1 - ak]);
+            if (e < 0 || g->nodes[e].op != TERN_OP_ERF) continue;
+            int d = sole_producer(g, g->nodes[e].in[0]);
+            if (d < 0 || g->nodes[d].nin != 2 || g->nodes[d].in[0] != x ||
+                !((g->nodes[d].op == TERN_OP_DIV && is_scalar(g, g->nodes[d].in[1], 1.41421356237)) ||
+                  (g->nodes[d].op == TERN_OP_MUL && is_scalar(g, g->nodes[d].in[1], 0.70710678118))))
+                continue;
+            half->op = TERN_OP_GELU;
+            half->in[0] = x;
+            half->in[1] = -1;
+            half->nin = 1;
+            dead[m] = dead[a] = dead[e] = dead[d] = 1;
+            break;
+        }
+    }
+    compact(g, dead);
+    free(dead);
+    return TERN_STATUS_OK;
+}
+
 enum tern_status tern_graph_remove_identity(tern_graph *g) {
     char *dead = tern_calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
     if (!dead) return TERN_STATUS_NOMEM;

@@ -441,7 +441,7 @@ static enum tern_status build(importer *im, const Onnx__ModelProto *m) {
         }
         static const int min_in[TERN_OP_COUNT] = {[TERN_OP_CONV] = 2, [TERN_OP_GEMM] = 2, [TERN_OP_MATMUL] = 2,
             [TERN_OP_BATCHNORM] = 5, [TERN_OP_ADD] = 2, [TERN_OP_SUB] = 2, [TERN_OP_MUL] = 2, [TERN_OP_DIV] = 2,
-            [TERN_OP_GATHER] = 2, [TERN_OP_RANGE] = 3, [TERN_OP_RESHAPE] = 2};
+            [TERN_OP_GATHER] = 2, [TERN_OP_RANGE] = 3, [TERN_OP_RESHAPE] = 2, [TERN_OP_PRELU] = 2};
         int need = min_in[op] ? min_in[op] : 1;
         for (int j = 0; j < need; j++)
             if (j >= n->nin || n->in[j] < 0) return NODE_ERR(TERN_STATUS_FORMAT, "needs %d inputs, has %d", need, n->nin);
@@ -479,6 +479,9 @@ static enum tern_status import_bytes(const uint8_t *buf, size_t len, const char 
     onnx__model_proto__free_unpacked(m, NULL);
     if (!st) st = tern_graph_infer_and_fold(im.g);
     if (!st) st = tern_graph_fold_batchnorm(im.g);
+    if (!st) st = tern_graph_bn_to_conv(im.g);
+    if (!st) st = tern_graph_prelu_to_leaky(im.g);
+    if (!st) st = tern_graph_fuse_gelu(im.g);
     if (!st) st = tern_graph_remove_identity(im.g);
     if (!st) {
         tern_graph_prune(im.g);

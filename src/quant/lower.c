@@ -165,15 +165,21 @@ static const char *ok_concat(const tern_graph *g, const tern_node *n, char *why,
 
 static const char *no_bn(const tern_graph *g, const tern_node *n, char *why, size_t nwhy) {
     (void)g, (void)n, (void)why, (void)nwhy;
-    return "a BatchNormalization that does not follow a Conv (only those are folded away), e.g. DenseNet's pre-activation BN";
+    return "a BatchNormalization on a tensor that is not [N,C,H,W] (a Conv's BN is folded into it, any other 4-D one runs as a 1x1 depthwise conv)";
+}
+
+static const char *no_prelu(const tern_graph *g, const tern_node *n, char *why, size_t nwhy) {
+    (void)g, (void)n, (void)why, (void)nwhy;
+    return "a PRelu with one slope per channel (a PRelu of one slope runs as LeakyRelu)";
 }
 
 static const can_lower_fn can_lower[TERN_OP_COUNT] = {
+    [TERN_OP_PRELU] = no_prelu,
     [TERN_OP_BATCHNORM] = no_bn,
     [TERN_OP_CONV] = ok_weight, [TERN_OP_GEMM] = ok_weight, [TERN_OP_MATMUL] = ok_weight,
     [TERN_OP_ADD] = ok_binary, [TERN_OP_MUL] = ok_binary,
     [TERN_OP_RELU] = ok_any, [TERN_OP_CLIP] = ok_any, [TERN_OP_LEAKYRELU] = ok_any, [TERN_OP_SIGMOID] = ok_any,
-    [TERN_OP_HARDSIGMOID] = ok_any, [TERN_OP_HARDSWISH] = ok_any, [TERN_OP_TANH] = ok_any,
+    [TERN_OP_HARDSIGMOID] = ok_any, [TERN_OP_HARDSWISH] = ok_any, [TERN_OP_TANH] = ok_any, [TERN_OP_GELU] = ok_any,
     [TERN_OP_MAXPOOL] = ok_pool, [TERN_OP_AVGPOOL] = ok_pool, [TERN_OP_GLOBALAVGPOOL] = ok_pool,
     [TERN_OP_REDUCEMEAN] = ok_reducemean,
     [TERN_OP_FLATTEN] = ok_reshape, [TERN_OP_RESHAPE] = ok_reshape, [TERN_OP_SQUEEZE] = ok_reshape,
@@ -289,7 +295,7 @@ enum tern_status tern_q_lower(qctx *q) {
             q->vmap[ov] = t;
             break;
         }
-        case TERN_OP_SIGMOID: case TERN_OP_HARDSIGMOID: case TERN_OP_HARDSWISH: case TERN_OP_TANH: case TERN_OP_LEAKYRELU:
+        case TERN_OP_SIGMOID: case TERN_OP_HARDSIGMOID: case TERN_OP_HARDSWISH: case TERN_OP_TANH: case TERN_OP_LEAKYRELU: case TERN_OP_GELU:
         lut: {   /* element-wise: a lookup table from input code to output code, built after calibration */
             int uns = n->op == TERN_OP_SIGMOID || n->op == TERN_OP_HARDSIGMOID;
             int t = new_qt(q, n->out[0], !uns, q->qt[x].c, q->qt[x].h, q->qt[x].w);
