@@ -55,20 +55,12 @@ static double row_err(const opt_stats *s, int oc, const float *v, double *var_y)
 
 /* Optimise one output channel: codes c[K] and scales a[ncl] in place; H [K][K] (full), t [K]. */
 static void opt_row(const double *H, const double *t, int K, int khw, int N, int ncl, int qmax, int ternary,
-                    int do_scales, int do_round, int8_t *c, float *a, double *r, double *M, double *rg) {
+                    int do_scales, int do_round, int8_t *c, float *a, double *r, double *M, double *rg,
+                    int *nzi, double *nza, double *nzc) {
     int per = ncl == 1 ? K : N * khw; /* weights per cluster */
     for (int round = 0; round < (do_round ? 4 : 1); round++) {
         if (do_scales) { /* exact least squares for the scales of the fixed codes, a >= 0 */
-            memset(M, 0, sizeof(double) * (size_t)ncl * ncl);
-            memset(rg, 0, sizeof(double) * (size_t)ncl);
-            for (int k = 0; k < K; k++) {
-                if (!c[k]) continue;
-                int gk = k / per;
-                rg[gk] += c[k] * t[k];
-                const double *h = H + (size_t)k * K;
-                for (int j = 0; j < K; j++)
-                    if (c[j]) M[(size_t)gk * ncl + j / per] += (double)c[k] * c[j] * h[j];
-            }
+            tern_gptq_normal_eq(H, t, K, per, c, M, rg);
             for (int it = 0; it < 100; it++) {
                 double change = 0;
                 for (int g = 0; g < ncl; g++) {
@@ -86,19 +78,36 @@ static void opt_row(const double *H, const double *t, int K, int khw, int N, int
             }
         }
         if (!do_round || round == 3) break;
-        /* r = H v - t */
-        for (int i = 0; i < K; i++) {
+        /* r = H v - t: each r_i summed over the non-zero codes in ascending k, as
+         * acc += h_ik * a_g * c_k; four rows' sums side by side (independent chains) */
+        int nnz = 0;
+        for (int k0 = 0, g = 0; k0 < K; k0 += per, g++)
+            for (int k = k0; k < K && k < k0 + per; k++)
+                if (c[k]) { nzi[nnz] = k; nza[nnz] = a[g]; nzc[nnz++] = c[k]; }
+        int i = 0;
+        for (; i + 4 <= K; i += 4) {
+            const double *h0 = H + (size_t)i * K, *h1 = h0 + K, *h2 = h1 + K, *h3 = h2 + K;
+            double s0 = -t[i], s1 = -t[i + 1], s2 = -t[i + 2], s3 = -t[i + 3];
+            for (int m = 0; m < nnz; m++) {
+                int k = nzi[m];
+                double am = nza[m], cm = nzc[m];
+                s0 += h0[k] * am * cm; s1 += h1[k] * am * cm; s2 += h2[k] * am * cm; s3 += h3[k] * am * cm;
+            }
+            r[i] = s0; r[i + 1] = s1; r[i + 2] = s2; r[i + 3] = s3;
+        }
+        for (; i < K; i++) {
             double acc = -t[i];
             const double *h = H + (size_t)i * K;
-            for (int k = 0; k < K; k++)
-                if (c[k]) acc += h[k] * a[k / per] * c[k];
+            for (int m = 0; m < nnz; m++) acc += h[nzi[m]] * nza[m] * nzc[m];
             r[i] = acc;
         }
         int flips = 0;
         for (int sweep = 0; sweep < 4; sweep++) {
             int fl = 0;
-            for (int k = 0; k < K; k++) {
-                double ak = a[k / per];
+            for (int k = 0, g = 0, kg = 0; k < K; k++) {
+                if (kg == per) { g++; kg = 0; }
+                kg++;
+                double ak = a[g];
                 if (!(ak > 0)) continue;
                 double hkk = H[(size_t)k * K + k], best = -1e-12 * ak * ak * hkk;
                 int bc = c[k];
@@ -445,7 +454,8 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         int wtype = pol.wtype, N = pol.N, ncl = pol.ncl, qmax = pol.qmax;
         int cper = ncl == 1 ? K : N * khw; /* weights per cluster */
         float *w = NULL, *bias = NULL, *wq = NULL, *X = NULL, *Y = NULL;
-        double *H = NULL, *tv = NULL, *r = NULL, *M = NULL, *rg = NULL, *U = NULL, *gw = NULL;
+        double *H = NULL, *tv = NULL, *r = NULL, *M = NULL, *rg = NULL, *U = NULL, *gw = NULL, *nza = NULL, *nzc = NULL;
+        int *nzi = NULL;
         opt_stats S = {0};
         opt_layer *ol = &q->wl[l->widx];
         if ((st = tern_q_weights_of(q, l, &w, &bias))) goto next;
@@ -485,7 +495,10 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         r = tern_malloc(sizeof(double) * (size_t)K);
         M = tern_malloc(sizeof(double) * (size_t)ncl * ncl);
         rg = tern_malloc(sizeof(double) * (size_t)ncl);
-        if (!H || !tv || !r || !M || !rg) { st = TERN_STATUS_NOMEM; goto next; }
+        nzi = tern_malloc(sizeof(int) * (size_t)K);
+        nza = tern_malloc(sizeof(double) * (size_t)K);
+        nzc = tern_malloc(sizeof(double) * (size_t)K);
+        if (!H || !tv || !r || !M || !rg || !nzi || !nza || !nzc) { st = TERN_STATUS_NOMEM; goto next; }
         double inv = 1.0 / (double)S.n, dsum = 0;
         for (int i = 0; i < K; i++)
             for (int j = i; j < K; j++) {
@@ -526,7 +539,7 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
                 tern_gptq_optimize_row(H, U, tv, r, K, cper, qmax, TERN_GPTQ_POSITION, 3, c, a, gw);
             }
             if ((o->opt_scales || o->opt_round) && (!use_gptq || o->opt_method == TERN_OPT_GPTQ_CD))
-                opt_row(H, tv, K, khw, N, ncl, qmax, wtype == TERN_WTYPE_TERNARY, o->opt_scales, o->opt_round, c, a, r, M, rg);
+                opt_row(H, tv, K, khw, N, ncl, qmax, wtype == TERN_WTYPE_TERNARY, o->opt_scales, o->opt_round, c, a, r, M, rg, nzi, nza, nzc);
             if (o->bias_corr) {
                 double d = 0;
                 for (int k = 0; k < K; k++) d += (double)a[k / cper] * c[k] * S.sx[k] * inv;
@@ -552,7 +565,7 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
     next:
         if (st && ol->codes) { free(ol->codes); ol->codes = NULL; }
         free(w); free(bias); free(wq); free(X); free(Y);
-        free(H); free(tv); free(r); free(M); free(rg); free(U); free(gw);
+        free(H); free(tv); free(r); free(M); free(rg); free(U); free(gw); free(nzi); free(nza); free(nzc);
         free(S.sx); free(S.sy); free(S.syy); free(S.gxx); free(S.gxy);
     }
     if (!st && ndead)
