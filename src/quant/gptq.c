@@ -19,10 +19,10 @@
  * (vectorised; each sum still receives its terms one at a time in ascending k: the same bits as
  * the row-by-row dot products). tests/test_gptq.c checks the bits against that plain form. */
 int tern_gptq_cholesky(double *A, int K) {
-    double *LT = tern_malloc(sizeof(double) * ((size_t)K * K + 1)), *s = tern_malloc(sizeof(double) * ((size_t)K + 1));
-    if (!LT || !s) { /* no room for the copy: the plain row-by-row form */
+    double *LT = tern_malloc(sizeof(double) * ((size_t)K * K + 1)), *sb = tern_malloc(sizeof(double) * 4 * ((size_t)K + 1));
+    if (!LT || !sb) { /* no room for the copy: the plain row-by-row form */
         free(LT);
-        free(s);
+        free(sb);
         for (int j = 0; j < K; j++) {
             double *aj = A + (size_t)j * K;
             double d = aj[j];
@@ -38,26 +38,53 @@ int tern_gptq_cholesky(double *A, int K) {
         }
         return 1;
     }
+    /* Columns in blocks of four: the terms k below the block are subtracted from the four
+     * columns' sums in one pass over LT's rows (each sum still in ascending k), then the terms
+     * inside the block, then each column is finished in turn. */
     int ok = 1;
-    for (int j = 0; j < K && ok; j++) {
-        for (int i = j; i < K; i++) s[i] = A[(size_t)i * K + j];
-        for (int k = 0; k < j; k++) {
-            const double *lk = LT + (size_t)k * K;
-            double ljk = lk[j];
-            for (int i = j; i < K; i++) s[i] -= lk[i] * ljk;
+    for (int j0 = 0; j0 < K && ok; j0 += 4) {
+        int nbk = K - j0 < 4 ? K - j0 : 4;
+        double *sc[4];
+        for (int b = 0; b < nbk; b++) {
+            sc[b] = sb + (size_t)b * K;
+            for (int i = j0; i < K; i++) sc[b][i] = A[(size_t)i * K + j0 + b];
         }
-        double d = s[j];
-        if (!(d > 0) || !isfinite(d)) { ok = 0; break; }
-        d = sqrt(d);
-        double *lj = LT + (size_t)j * K;
-        lj[j] = d;
-        for (int i = j + 1; i < K; i++) lj[i] = s[i] / d;
+        for (int k = 0; k < j0; k++) {
+            const double *lk = LT + (size_t)k * K;
+            if (nbk == 4) {
+                double l0 = lk[j0], l1 = lk[j0 + 1], l2 = lk[j0 + 2], l3 = lk[j0 + 3];
+                double *s0 = sc[0], *s1 = sc[1], *s2 = sc[2], *s3 = sc[3];
+                for (int i = j0; i < K; i++) {
+                    double x = lk[i];
+                    s0[i] -= x * l0; s1[i] -= x * l1; s2[i] -= x * l2; s3[i] -= x * l3;
+                }
+            } else
+                for (int b = 0; b < nbk; b++) {
+                    double l = lk[j0 + b], *sbb = sc[b];
+                    for (int i = j0; i < K; i++) sbb[i] -= lk[i] * l;
+                }
+        }
+        for (int b = 0; b < nbk && ok; b++) {
+            int j = j0 + b;
+            double *sj = sc[b];
+            for (int k = j0; k < j; k++) { /* the block's earlier columns */
+                const double *lk = LT + (size_t)k * K;
+                double ljk = lk[j];
+                for (int i = j; i < K; i++) sj[i] -= lk[i] * ljk;
+            }
+            double d = sj[j];
+            if (!(d > 0) || !isfinite(d)) { ok = 0; break; }
+            d = sqrt(d);
+            double *lj = LT + (size_t)j * K;
+            lj[j] = d;
+            for (int i = j + 1; i < K; i++) lj[i] = sj[i] / d;
+        }
     }
     if (ok)
         for (int i = 0; i < K; i++)
             for (int j = 0; j <= i; j++) A[(size_t)i * K + j] = LT[(size_t)j * K + i];
     free(LT);
-    free(s);
+    free(sb);
     return ok;
 }
 

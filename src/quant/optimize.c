@@ -276,15 +276,21 @@ TERN_STATS_CLONES static void axpy1(double *restrict g, const double *restrict r
     for (int j = 0; j < n; j++) g[j] += x0 * r0[j];
 }
 
+static void sum_rows(double *restrict acc, const float *restrict x, int n) {
+    for (int j = 0; j < n; j++) acc[j] += x[j];
+}
+static void sum_rows2(double *restrict acc, double *restrict acc2, const float *restrict y, int n) {
+    for (int j = 0; j < n; j++) {
+        acc[j] += y[j];
+        acc2[j] += (double)y[j] * y[j];
+    }
+}
+
 static void stats_add(opt_stats *s, const float *X, const float *Y, int rows) {
     int K = s->K, C = s->cout;
-    for (int r = 0; r < rows; r++) {
-        const float *x = X + (size_t)r * K, *y = Y + (size_t)r * C;
-        for (int k = 0; k < K; k++) s->sx[k] += x[k];
-        for (int c = 0; c < C; c++) {
-            s->sy[c] += y[c];
-            s->syy[c] += (double)y[c] * y[c];
-        }
+    for (int r = 0; r < rows; r++) { /* each sum over the rows in order, the positions side by side */
+        sum_rows(s->sx, X + (size_t)r * K, K);
+        sum_rows2(s->sy, s->syy, Y + (size_t)r * C, C);
     }
     enum { RB = 64 };
     double *xd = tern_malloc(sizeof(double) * (size_t)RB * K), *yd = tern_malloc(sizeof(double) * (size_t)RB * C);
@@ -296,8 +302,10 @@ static void stats_add(opt_stats *s, const float *X, const float *Y, int rows) {
         for (int i = 0; i < K; i++) {
             double *gi = s->gxx + (size_t)i * K + i, *ti = s->gxy + (size_t)i * C;
             int nz[RB], m = 0;
-            for (int r = 0; r < rb; r++)
-                if (xd[(size_t)r * K + i] != 0) nz[m++] = r;
+            for (int r = 0; r < rb; r++) { /* the rows with x_i != 0, in order (branch-free) */
+                nz[m] = r;
+                m += xd[(size_t)r * K + i] != 0;
+            }
             int k = 0;
             for (; k + 4 <= m; k += 4) {
                 const double *a = xd + (size_t)nz[k] * K, *b = xd + (size_t)nz[k + 1] * K, *c = xd + (size_t)nz[k + 2] * K, *d = xd + (size_t)nz[k + 3] * K;
@@ -343,21 +351,35 @@ static enum tern_status gather_cb(void *arg, int batch, int nb, const tern_fp32_
         dh = (int)n->a.dilations[0]; dw = (int)n->a.dilations[1];
         pt = (int)n->a.pads[0]; pl = (int)n->a.pads[1];
     }
-    int rows = 0, s0 = batch * G->B;
+    int rows = 0, s0 = batch * G->B, first = l->in[0] == 0;
     for (int i = 0; i < nb; i++) {
         const float *xi = xs + (size_t)i * cing * ih * iw, *yi = yf + (size_t)i * cout * npos;
         for (int p = (s0 + i) % G->stride; p < npos; p += G->stride) {
             float *xr = G->X + (size_t)rows * K, *yr = G->Y + (size_t)rows * cout;
             if (n->op == TERN_OP_CONV) {
-                int oy = p / ow, ox = p % ow;
-                for (int ci = 0; ci < cing; ci++)
-                    for (int ky = 0; ky < kh; ky++)
-                        for (int kx = 0; kx < kw; kx++) {
-                            int iy = oy * sh - pt + ky * dh, ix = ox * sw - pl + kx * dw;
-                            float v = iy >= 0 && iy < ih && ix >= 0 && ix < iw ? xi[((size_t)ci * ih + iy) * iw + ix] : 0.0f;
-                            if (l->in[0] == 0) v = 255.0f * (v * o->std[ci % 3] + o->mean[ci % 3]);
-                            xr[(ci * kh + ky) * kw + kx] = v;
-                        }
+                int oy = p / ow, ox = p % ow, iy0 = oy * sh - pt, ix0 = ox * sw - pl;
+                int inside = iy0 >= 0 && iy0 + (kh - 1) * dh < ih && ix0 >= 0 && ix0 + (kw - 1) * dw < iw;
+                for (int ci = 0; ci < cing; ci++) {
+                    const float *xc = xi + (size_t)ci * ih * iw;
+                    float *xk = xr + (size_t)ci * kh * kw;
+                    for (int ky = 0; ky < kh; ky++) {
+                        int iy = iy0 + ky * dh;
+                        float *xo = xk + ky * kw;
+                        if (inside) {
+                            const float *src = xc + (size_t)iy * iw + ix0;
+                            if (dw == 1) memcpy(xo, src, sizeof(float) * (size_t)kw);
+                            else for (int kx = 0; kx < kw; kx++) xo[kx] = src[kx * dw];
+                        } else
+                            for (int kx = 0; kx < kw; kx++) {
+                                int ix = ix0 + kx * dw;
+                                xo[kx] = iy >= 0 && iy < ih && ix >= 0 && ix < iw ? xc[(size_t)iy * iw + ix] : 0.0f;
+                            }
+                    }
+                    if (first) { /* the first layer sees the normalisation folded out: the pixel code */
+                        float sd = o->std[ci % 3], mn = o->mean[ci % 3];
+                        for (int k = 0; k < kh * kw; k++) xk[k] = 255.0f * (xk[k] * sd + mn);
+                    }
+                }
             } else
                 memcpy(xr, xi, sizeof(float) * (size_t)K);
             for (int oc = 0; oc < cout; oc++) yr[oc] = yi[(size_t)oc * npos + p];
