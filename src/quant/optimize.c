@@ -276,10 +276,13 @@ TERN_STATS_CLONES static void axpy1(double *restrict g, const double *restrict r
     for (int j = 0; j < n; j++) g[j] += x0 * r0[j];
 }
 
-static void sum_rows(double *restrict acc, const float *restrict x, int n) {
+TERN_STATS_CLONES static void to_double(double *restrict d, const float *restrict f, size_t n) {
+    for (size_t j = 0; j < n; j++) d[j] = f[j];
+}
+TERN_STATS_CLONES static void sum_rows(double *restrict acc, const float *restrict x, int n) {
     for (int j = 0; j < n; j++) acc[j] += x[j];
 }
-static void sum_rows2(double *restrict acc, double *restrict acc2, const float *restrict y, int n) {
+TERN_STATS_CLONES static void sum_rows2(double *restrict acc, double *restrict acc2, const float *restrict y, int n) {
     for (int j = 0; j < n; j++) {
         acc[j] += y[j];
         acc2[j] += (double)y[j] * y[j];
@@ -297,8 +300,8 @@ static void stats_add(opt_stats *s, const float *X, const float *Y, int rows) {
     if (!xd || !yd) { free(xd); free(yd); s->n = -1; return; }
     for (int r0 = 0; r0 < rows; r0 += RB) {
         int rb = rows - r0 < RB ? rows - r0 : RB;
-        for (size_t i = 0; i < (size_t)rb * K; i++) xd[i] = X[(size_t)r0 * K + i];
-        for (size_t i = 0; i < (size_t)rb * C; i++) yd[i] = Y[(size_t)r0 * C + i];
+        to_double(xd, X + (size_t)r0 * K, (size_t)rb * K);
+        to_double(yd, Y + (size_t)r0 * C, (size_t)rb * C);
         for (int i = 0; i < K; i++) {
             double *gi = s->gxx + (size_t)i * K + i, *ti = s->gxy + (size_t)i * C;
             int nz[RB], m = 0;
