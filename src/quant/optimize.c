@@ -24,7 +24,7 @@
 #include <math.h>
 #include <string.h>
 
-#define OPT_MAX_ROWS 65536      /* positions sampled per layer (patches), spread over the images */
+#define OPT_MAX_ROWS 65536      /* default of opt_rows: positions sampled per layer (patches), spread over the images */
 
 typedef struct {
     int K, cout;
@@ -498,7 +498,8 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         if ((st = cut_advance(&fp, ni, 1, NULL, NULL)) || (st = cut_advance(&sim, ni, 1, NULL, NULL))) goto next;
         int npos = yt->h * yt->w;
         int64_t total = (int64_t)nimg * npos;
-        int stride = (int)((total + OPT_MAX_ROWS - 1) / OPT_MAX_ROWS);
+        int64_t maxr = o->opt_rows > 0 ? o->opt_rows : OPT_MAX_ROWS;
+        int stride = (int)((total + maxr - 1) / maxr);
         if (stride < 1) stride = 1;
         int maxrows = B * ((npos + stride - 1) / stride + 1);
         S.K = K;
@@ -553,6 +554,15 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
             for (int k = 0; k < K; k++) {
                 double e = S.gxy[(size_t)k * cout + oc] * inv, mx = S.sx[k] * inv;
                 tv[k] = o->bias_corr ? e - mx * my : e - mx * bias[oc];
+            }
+            if (o->opt_mix > 0) { /* shrink the target towards the FP32 weights': H w */
+                const float *wo = w + (size_t)oc * K;
+                for (int k = 0; k < K; k++) {
+                    const double *h = H + (size_t)k * K;
+                    double hw = 0;
+                    for (int j = 0; j < K; j++) hw += h[j] * wo[j];
+                    tv[k] = (1.0 - o->opt_mix) * tv[k] + o->opt_mix * hw;
+                }
             }
             int8_t *c = ol->codes + (size_t)oc * K;
             float *a = ol->scales + (size_t)oc * ncl;
