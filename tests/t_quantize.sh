@@ -100,6 +100,18 @@ assert len(set(round(l["kl"], 6) for l in L)) > 1 and len(set(round(l["sqnr_db"]
 PY
 else bad "--sensitivity failed: $(head -c 200 "$T/s.err")"; fi
 
+# post-training knobs: --opt-mix 0 and --opt-rows 65536 are the defaults (same bytes); --opt-mix
+# changes the result; out-of-range values fail cleanly with no output
+PT="--calib $D/cifar10/data_batch_1.bin --calib-count 16 --opt-images 8 --preset cifar --quiet"
+$TERN quantize "$R20" -o "$T/p0.tern" $PT > /dev/null 2>&1 && $TERN quantize "$R20" -o "$T/p1.tern" $PT --opt-mix 0 --opt-rows 65536 > /dev/null 2>&1 \
+    && $TERN quantize "$R20" -o "$T/p2.tern" $PT --opt-mix 0.25 > /dev/null 2>&1 \
+    && cmp -s "$T/p0.tern" "$T/p1.tern" && ! cmp -s "$T/p0.tern" "$T/p2.tern" \
+    && ok "--opt-mix 0 --opt-rows 65536 give the default's bytes; --opt-mix 0.25 differs" || bad "--opt-mix / --opt-rows defaults"
+for badopt in "--opt-mix 1.5" "--opt-mix -0.1" "--opt-mix x" "--opt-rows 0"; do
+    $TERN quantize "$R20" -o "$T/bo.tern" $PT $badopt > /dev/null 2> "$T/err"; rc=$?
+    [ $rc -eq 2 ] && [ ! -e "$T/bo.tern" ] && grep -q "bad --opt-" "$T/err" && ok "'$badopt' refused: $(head -c 80 "$T/err")" || bad "'$badopt': rc $rc"
+done
+
 # identical logits under every ISA and thread count (ternary and 4-bit models)
 $TERN quantize "$R20" -o "$T/t4.tern" $CAL --weights 4 --cluster 4 > /dev/null
 for model in "$T/a.tern" "$T/t4.tern" "$T/resnet20.8.tern"; do

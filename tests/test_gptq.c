@@ -296,6 +296,130 @@ static void test_deterministic(void) {
     CHECK(tern_gptq_row_work(K, per) <= sizeof gw / sizeof gw[0], "work size");
 }
 
+/* ---- the plain textbook loops the library's factorisation and sums were first written as; the
+ * library reorganises them for speed (blocked, contiguous, side-by-side sums) and must give the
+ * same bits, since the .tern bytes of every model depend on them. ---- */
+static int plain_cholesky(double *A, int K) {
+    for (int j = 0; j < K; j++) {
+        double *aj = A + (size_t)j * K, d = aj[j];
+        for (int k = 0; k < j; k++) d -= aj[k] * aj[k];
+        if (!(d > 0) || !isfinite(d)) return 0;
+        d = sqrt(d);
+        aj[j] = d;
+        for (int i = j + 1; i < K; i++) {
+            double *ai = A + (size_t)i * K, s = ai[j];
+            for (int k = 0; k < j; k++) s -= ai[k] * aj[k];
+            ai[j] = s / d;
+        }
+    }
+    return 1;
+}
+static int plain_factor(const double *H, int K, double *U, double *A) {
+    memcpy(A, H, sizeof(double) * (size_t)K * K);
+    if (!plain_cholesky(A, K)) return 0;
+    for (int j = 0; j < K; j++) {
+        U[(size_t)j * K + j] = 1.0 / A[(size_t)j * K + j];
+        for (int i = j + 1; i < K; i++) {
+            double s = 0;
+            for (int k = j; k < i; k++) s += A[(size_t)i * K + k] * U[(size_t)k * K + j];
+            U[(size_t)i * K + j] = -s / A[(size_t)i * K + i];
+        }
+    }
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j <= i; j++) {
+            double s = 0;
+            for (int k = i; k < K; k++) s += U[(size_t)k * K + i] * U[(size_t)k * K + j];
+            A[(size_t)i * K + j] = A[(size_t)j * K + i] = s;
+        }
+    if (!plain_cholesky(A, K)) return 0;
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++) U[(size_t)i * K + j] = j >= i ? A[(size_t)j * K + i] : 0.0;
+    return 1;
+}
+static void plain_normal_eq(const double *H, const double *t, int K, int per, const int8_t *c, double *M, double *rg) {
+    int ncl = (K + per - 1) / per;
+    memset(M, 0, sizeof(double) * (size_t)ncl * ncl);
+    memset(rg, 0, sizeof(double) * (size_t)ncl);
+    for (int k = 0; k < K; k++) {
+        if (!c[k]) continue;
+        int gk = k / per;
+        rg[gk] += c[k] * t[k];
+        const double *h = H + (size_t)k * K;
+        for (int j = 0; j < K; j++)
+            if (c[j]) M[(size_t)gk * ncl + j / per] += (double)c[k] * c[j] * h[j];
+    }
+}
+static double plain_objective(const double *H, const double *t, int K, int per, const int8_t *c, const float *a) {
+    double e = 0;
+    for (int i = 0; i < K; i++) {
+        if (!c[i]) continue;
+        double vi = (double)a[i / per] * c[i], hv = 0;
+        const double *h = H + (size_t)i * K;
+        for (int j = 0; j < K; j++)
+            if (c[j]) hv += h[j] * ((double)a[j / per] * c[j]);
+        e += vi * hv - 2 * vi * t[i];
+    }
+    return e;
+}
+
+/* Random covariance-like H (n rows of correlated, half-zero "ReLU" inputs), K up to 200. */
+static void random_h(int K, double *H, double *t) {
+    int n = 2 * K + 8;
+    double *x = malloc(sizeof(double) * (size_t)K);
+    memset(H, 0, sizeof(double) * (size_t)K * K);
+    for (int i = 0; i < K; i++) t[i] = nrand();
+    for (int r = 0; r < n; r++) {
+        double z = nrand();
+        for (int i = 0; i < K; i++) { x[i] = 0.7 * z + nrand(); if (x[i] < -0.3) x[i] = 0; }
+        for (int i = 0; i < K; i++)
+            for (int j = 0; j < K; j++) H[(size_t)i * K + j] += x[i] * x[j] / n;
+    }
+    for (int i = 0; i < K; i++) H[(size_t)i * K + i] += 1e-3;
+    free(x);
+}
+
+static void test_same_bits_as_plain(void) {
+    static const int Ks[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 27, 64, 97, 144, 150};
+    int nk = (int)(sizeof Ks / sizeof Ks[0]), differ = 0, cases = 0;
+    for (int ti = 0; ti < nk; ti++) {
+        int K = Ks[ti];
+        size_t KK = (size_t)K * K;
+        double *H = malloc(sizeof(double) * KK), *t = malloc(sizeof(double) * K), *U1 = malloc(sizeof(double) * KK),
+               *U2 = malloc(sizeof(double) * KK), *w1 = malloc(sizeof(double) * KK), *w2 = malloc(sizeof(double) * KK);
+        random_h(K, H, t);
+        /* the Cholesky alone, on a matrix whose upper triangle differs from the lower (must stay) */
+        memcpy(w1, H, sizeof(double) * KK);
+        for (int i = 0; i < K; i++)
+            for (int j = i + 1; j < K; j++) w1[(size_t)i * K + j] = 1000 + i + j;
+        memcpy(w2, w1, sizeof(double) * KK);
+        CHECK(plain_cholesky(w1, K) == tern_gptq_cholesky(w2, K), "K %d: cholesky verdicts differ", K);
+        differ += memcmp(w1, w2, sizeof(double) * KK) != 0;
+        CHECK(plain_factor(H, K, U1, w1), "K %d: plain factor failed", K);
+        double ridge = -1;
+        CHECK(tern_gptq_factor(H, K, U2, w2, &ridge) == TERN_STATUS_OK && ridge == 0, "K %d: factor", K);
+        differ += memcmp(U1, U2, sizeof(double) * KK) != 0;
+        for (int per = 1; per <= K; per = per * 3 + 1) {
+            int8_t c[200];
+            float a[200];
+            for (int k = 0; k < K; k++) c[k] = (int8_t)((int)(urand() * 5) - 2); /* -2..2, some zeros */
+            int ncl = (K + per - 1) / per;
+            for (int g = 0; g < ncl; g++) a[g] = (float)(0.1 + urand());
+            double *M1 = malloc(sizeof(double) * (size_t)(ncl * ncl + ncl)), *M2 = malloc(sizeof(double) * (size_t)(ncl * ncl + ncl));
+            plain_normal_eq(H, t, K, per, c, M1, M1 + ncl * ncl);
+            tern_gptq_normal_eq(H, t, K, per, c, M2, M2 + ncl * ncl);
+            differ += memcmp(M1, M2, sizeof(double) * (size_t)(ncl * ncl + ncl)) != 0;
+            double e1 = plain_objective(H, t, K, per, c, a), e2 = tern_gptq_objective(H, t, K, per, c, a);
+            differ += memcmp(&e1, &e2, sizeof e1) != 0;
+            free(M1);
+            free(M2);
+            cases++;
+        }
+        free(H); free(t); free(U1); free(U2); free(w1); free(w2);
+    }
+    CHECK(differ == 0, "%d of %d results differ in their bits from the plain loops", differ, 2 * nk + 2 * cases);
+    fprintf(stderr, "  same bits as the plain loops: %d factorisations, %d normal equations / objectives\n", 2 * nk, 2 * cases);
+}
+
 int main(void) {
     RUN(test_factor);
     RUN(test_against_resolve);
@@ -303,5 +427,6 @@ int main(void) {
     RUN(test_refit);
     RUN(test_brute_force);
     RUN(test_deterministic);
+    RUN(test_same_bits_as_plain);
     return check_summary();
 }

@@ -32,6 +32,9 @@ static const char *help =
     "  --opt-flip            the three above also use each of their images mirrored left-right\n"
     "  --opt-damp R          ridge term of the three above, relative to the mean input power (default 0.001)\n"
     "  --opt-images K        calibration images used by the three above (default 64)\n"
+    "  --opt-rows R          positions (patches) per layer in their statistics, spread over those images (default 65536)\n"
+    "  --opt-mix X           target of the scale refit and code search: (1-X) x the FP32 network's output + X x the\n"
+    "                        FP32 weights on the quantized network's input (0..1, default 0)\n"
     "  --opt-method M        how --opt-round chooses codes: cd (coordinate descent), gptq (error feedback),\n                        gptq+cd (both; the default)\n"
     "  --verbose             per-layer progress of the above\n"
     "  --max-drop D          accuracy budget: raise precision (t:1 or 4-bit) on the most sensitive layers, priced by the\n"
@@ -124,6 +127,13 @@ int cmd_quantize(int argc, char **argv) {
             else if (!strcmp(mm, "gptq")) q.opt_method = TERN_OPT_GPTQ;
             else if (!strcmp(mm, "gptq+cd")) q.opt_method = TERN_OPT_GPTQ_CD;
             else { fprintf(stderr, "tern quantize: bad --opt-method '%s' (cd, gptq, gptq+cd)\n", mm); return 2; }
+        }
+        else if (!strcmp(a, "--opt-mix")) {
+            char *end;
+            if (!v || (q.opt_mix = strtof(argv[++i], &end)) < 0 || q.opt_mix > 1 || *end) { fprintf(stderr, "tern quantize: bad --opt-mix (0..1)\n"); return 2; }
+        }
+        else if (!strcmp(a, "--opt-rows")) {
+            if (!v || (q.opt_rows = atoi(argv[++i])) < 1) { fprintf(stderr, "tern quantize: bad --opt-rows\n"); return 2; }
         }
         else if (!strcmp(a, "--opt-images")) {
             if (!v || (q.opt_images = atoi(argv[++i])) < 1) { fprintf(stderr, "tern quantize: bad --opt-images\n"); return 2; }

@@ -11,45 +11,119 @@
 #include <string.h>
 
 /* In-place Cholesky H = L L^T of a row-major K x K matrix; L goes to the lower triangle (the upper
- * one is left as it was). Returns 0 if a pivot is not positive (not positive definite). */
+ * one is left as it was). Returns 0 if a pivot is not positive (not positive definite).
+ *
+ * Each element is the textbook (Cholesky-Crout) sum, s = a_ij - sum_{k<j} l_ik l_jk taken in
+ * ascending k, then / l_jj; but the columns of L are kept in a transposed copy (LT[k][i] = l_ik)
+ * so that, for a column j, the sums of all rows i > j advance together over contiguous memory
+ * (vectorised; each sum still receives its terms one at a time in ascending k: the same bits as
+ * the row-by-row dot products). tests/test_gptq.c checks the bits against that plain form. */
 int tern_gptq_cholesky(double *A, int K) {
-    for (int j = 0; j < K; j++) {
-        double *aj = A + (size_t)j * K;
-        double d = aj[j];
-        for (int k = 0; k < j; k++) d -= aj[k] * aj[k];
-        if (!(d > 0) || !isfinite(d)) return 0;
-        d = sqrt(d);
-        aj[j] = d;
-        for (int i = j + 1; i < K; i++) {
-            double *ai = A + (size_t)i * K, s = ai[j];
-            for (int k = 0; k < j; k++) s -= ai[k] * aj[k];
-            ai[j] = s / d;
+    double *LT = tern_malloc(sizeof(double) * ((size_t)K * K + 1)), *sb = tern_malloc(sizeof(double) * 4 * ((size_t)K + 1));
+    if (!LT || !sb) { /* no room for the copy: the plain row-by-row form */
+        free(LT);
+        free(sb);
+        for (int j = 0; j < K; j++) {
+            double *aj = A + (size_t)j * K;
+            double d = aj[j];
+            for (int k = 0; k < j; k++) d -= aj[k] * aj[k];
+            if (!(d > 0) || !isfinite(d)) return 0;
+            d = sqrt(d);
+            aj[j] = d;
+            for (int i = j + 1; i < K; i++) {
+                double *ai = A + (size_t)i * K, t = ai[j];
+                for (int k = 0; k < j; k++) t -= ai[k] * aj[k];
+                ai[j] = t / d;
+            }
+        }
+        return 1;
+    }
+    /* Columns in blocks of four: the terms k below the block are subtracted from the four
+     * columns' sums in one pass over LT's rows (each sum still in ascending k), then the terms
+     * inside the block, then each column is finished in turn. */
+    int ok = 1;
+    for (int j0 = 0; j0 < K && ok; j0 += 4) {
+        int nbk = K - j0 < 4 ? K - j0 : 4;
+        double *sc[4];
+        for (int b = 0; b < nbk; b++) {
+            sc[b] = sb + (size_t)b * K;
+            for (int i = j0; i < K; i++) sc[b][i] = A[(size_t)i * K + j0 + b];
+        }
+        for (int k = 0; k < j0; k++) {
+            const double *lk = LT + (size_t)k * K;
+            if (nbk == 4) {
+                double l0 = lk[j0], l1 = lk[j0 + 1], l2 = lk[j0 + 2], l3 = lk[j0 + 3];
+                double *s0 = sc[0], *s1 = sc[1], *s2 = sc[2], *s3 = sc[3];
+                for (int i = j0; i < K; i++) {
+                    double x = lk[i];
+                    s0[i] -= x * l0; s1[i] -= x * l1; s2[i] -= x * l2; s3[i] -= x * l3;
+                }
+            } else
+                for (int b = 0; b < nbk; b++) {
+                    double l = lk[j0 + b], *sbb = sc[b];
+                    for (int i = j0; i < K; i++) sbb[i] -= lk[i] * l;
+                }
+        }
+        for (int b = 0; b < nbk && ok; b++) {
+            int j = j0 + b;
+            double *sj = sc[b];
+            for (int k = j0; k < j; k++) { /* the block's earlier columns */
+                const double *lk = LT + (size_t)k * K;
+                double ljk = lk[j];
+                for (int i = j; i < K; i++) sj[i] -= lk[i] * ljk;
+            }
+            double d = sj[j];
+            if (!(d > 0) || !isfinite(d)) { ok = 0; break; }
+            d = sqrt(d);
+            double *lj = LT + (size_t)j * K;
+            lj[j] = d;
+            for (int i = j + 1; i < K; i++) lj[i] = sj[i] / d;
         }
     }
-    return 1;
+    if (ok)
+        for (int i = 0; i < K; i++)
+            for (int j = 0; j <= i; j++) A[(size_t)i * K + j] = LT[(size_t)j * K + i];
+    free(LT);
+    free(sb);
+    return ok;
 }
 
-/* U = upper factor of H^-1: L = chol(H); Linv = L^-1; Hinv = Linv^T Linv; U = chol(Hinv)^T. */
+/* U = upper factor of H^-1: L = chol(H); Linv = L^-1; Hinv = Linv^T Linv; U = chol(Hinv)^T.
+ * Every sum in ascending index order from 0.0 (as the plain triple loops; tests/test_gptq.c
+ * compares the bits), organised so that the inner loops run over contiguous rows. */
 static int factor_once(const double *H, int K, double ridge, double *U, double *A) {
     memcpy(A, H, sizeof(double) * (size_t)K * K);
     for (int i = 0; i < K; i++) A[(size_t)i * K + i] += ridge;
     if (!tern_gptq_cholesky(A, K)) return 0;
-    /* Linv (lower) into U's lower triangle, column by column: Linv[i][j] for i >= j. */
-    for (int j = 0; j < K; j++) {
-        U[(size_t)j * K + j] = 1.0 / A[(size_t)j * K + j];
-        for (int i = j + 1; i < K; i++) {
-            double s = 0;
-            for (int k = j; k < i; k++) s += A[(size_t)i * K + k] * U[(size_t)k * K + j];
-            U[(size_t)i * K + j] = -s / A[(size_t)i * K + i];
+    /* Linv (lower) into U's lower triangle, row by row: Linv[i][j] = -(sum_{k=j}^{i-1} L[i][k]
+     * Linv[k][j]) / L[i][i] for j < i; the sums for all j of row i advance together over k. The
+     * upper triangle of U (scratch: K doubles per row) holds the partial sums of row i. */
+    for (int i = 0; i < K; i++) {
+        double *ui = U + (size_t)i * K, *acc = ui; /* acc[0..i): sums, then Linv[i][0..i) */
+        const double *ai = A + (size_t)i * K;
+        for (int j = 0; j < i; j++) acc[j] = 0;
+        for (int k = 0; k < i; k++) {
+            const double *uk = U + (size_t)k * K;
+            double aik = ai[k];
+            for (int j = 0; j <= k; j++) acc[j] += aik * uk[j];
+        }
+        double dii = ai[i];
+        for (int j = 0; j < i; j++) ui[j] = -acc[j] / dii;
+        ui[i] = 1.0 / dii;
+    }
+    /* Hinv[i][j] = sum_{k >= i} Linv[k][i] Linv[k][j] (j <= i): full symmetric, into A. Row i's sums
+     * for all j advance together over k; the sums live in A's row i (L is no longer needed). */
+    for (int i = 0; i < K; i++) {
+        double *hi = A + (size_t)i * K;
+        for (int j = 0; j <= i; j++) hi[j] = 0;
+        for (int k = i; k < K; k++) {
+            const double *uk = U + (size_t)k * K;
+            double c = uk[i];
+            for (int j = 0; j <= i; j++) hi[j] += c * uk[j];
         }
     }
-    /* Hinv[i][j] = sum_{k >= max(i,j)} Linv[k][i] Linv[k][j]: full symmetric, into A. */
     for (int i = 0; i < K; i++)
-        for (int j = 0; j <= i; j++) {
-            double s = 0;
-            for (int k = i; k < K; k++) s += U[(size_t)k * K + i] * U[(size_t)k * K + j];
-            A[(size_t)i * K + j] = A[(size_t)j * K + i] = s;
-        }
+        for (int j = 0; j < i; j++) A[(size_t)j * K + i] = A[(size_t)i * K + j];
     if (!tern_gptq_cholesky(A, K)) return 0;
     for (int i = 0; i < K; i++)
         for (int j = 0; j < K; j++) U[(size_t)i * K + j] = j >= i ? A[(size_t)j * K + i] : 0.0;
@@ -119,19 +193,57 @@ void tern_gptq_row(const double *U, const double *w, int K, int per, int qmax, e
     }
 }
 
+/* The non-zero positions of c in ascending order (idx, returns their number) and, per cluster h,
+ * where its positions start in idx (seg[h] .. seg[h+1]). */
+static int nz_list(const int8_t *c, int K, int per, int *idx, int *seg) {
+    int n = 0, ncl = (K + per - 1) / per;
+    for (int h = 0; h < ncl; h++) {
+        seg[h] = n;
+        int e = (h + 1) * per < K ? (h + 1) * per : K;
+        for (int k = h * per; k < e; k++)
+            if (c[k]) idx[n++] = k;
+    }
+    seg[ncl] = n;
+    return n;
+}
+
+void tern_gptq_normal_eq(const double *H, const double *t, int K, int per, const int8_t *c, double *M, double *rg) {
+    int ncl = (K + per - 1) / per;
+    memset(M, 0, sizeof(double) * (size_t)ncl * ncl);
+    memset(rg, 0, sizeof(double) * (size_t)ncl);
+    int *idx = tern_malloc(sizeof(int) * ((size_t)K + (size_t)ncl + 2)), *seg = idx ? idx + K : NULL;
+    if (!idx) { /* the plain loops (the same sums in the same order) */
+        for (int k = 0; k < K; k++) {
+            if (!c[k]) continue;
+            int gk = k / per;
+            rg[gk] += c[k] * t[k];
+            const double *h = H + (size_t)k * K;
+            for (int j = 0; j < K; j++)
+                if (c[j]) M[(size_t)gk * ncl + j / per] += (double)c[k] * c[j] * h[j];
+        }
+        return;
+    }
+    int n = nz_list(c, K, per, idx, seg);
+    for (int gk = 0; gk < ncl; gk++)
+        for (int m = seg[gk]; m < seg[gk + 1]; m++) {
+            int k = idx[m];
+            rg[gk] += c[k] * t[k];
+            const double *h = H + (size_t)k * K;
+            double ck = c[k], *Mg = M + (size_t)gk * ncl;
+            for (int hh = 0; hh < ncl; hh++) {
+                double acc = Mg[hh];
+                for (int p = seg[hh]; p < seg[hh + 1]; p++) acc += ck * c[idx[p]] * h[idx[p]];
+                Mg[hh] = acc;
+            }
+        }
+    (void)n;
+    free(idx);
+}
+
 void tern_gptq_refit(const double *H, const double *t, int K, int per, const int8_t *c, float *a, double *work) {
     int ncl = (K + per - 1) / per;
     double *M = work, *rg = work + (size_t)ncl * ncl;
-    memset(M, 0, sizeof(double) * (size_t)ncl * ncl);
-    memset(rg, 0, sizeof(double) * (size_t)ncl);
-    for (int k = 0; k < K; k++) {
-        if (!c[k]) continue;
-        int gk = k / per;
-        rg[gk] += c[k] * t[k];
-        const double *h = H + (size_t)k * K;
-        for (int j = 0; j < K; j++)
-            if (c[j]) M[(size_t)gk * ncl + j / per] += (double)c[k] * c[j] * h[j];
-    }
+    tern_gptq_normal_eq(H, t, K, per, c, M, rg);
     double scale = 0;
     for (int g = 0; g < ncl; g++) scale += fabs((double)a[g]);
     for (int it = 0; it < 200; it++) {
@@ -153,14 +265,48 @@ void tern_gptq_refit(const double *H, const double *t, int K, int per, const int
 
 double tern_gptq_objective(const double *H, const double *t, int K, int per, const int8_t *c, const float *a) {
     double e = 0;
-    for (int i = 0; i < K; i++) {
-        if (!c[i]) continue;
-        double vi = (double)a[i / per] * c[i], hv = 0;
-        const double *h = H + (size_t)i * K;
-        for (int j = 0; j < K; j++)
-            if (c[j]) hv += h[j] * ((double)a[j / per] * c[j]);
-        e += vi * hv - 2 * vi * t[i];
+    int *idx = tern_malloc(sizeof(int) * (size_t)K + 1);
+    double *v = tern_malloc(sizeof(double) * (size_t)K + 1);
+    if (!idx || !v) { /* the plain loops */
+        free(idx);
+        free(v);
+        for (int i = 0; i < K; i++) {
+            if (!c[i]) continue;
+            double vi = (double)a[i / per] * c[i], hv = 0;
+            const double *h = H + (size_t)i * K;
+            for (int j = 0; j < K; j++)
+                if (c[j]) hv += h[j] * ((double)a[j / per] * c[j]);
+            e += vi * hv - 2 * vi * t[i];
+        }
+        return e;
     }
+    int n = 0;
+    for (int k0 = 0, g = 0; k0 < K; k0 += per, g++)
+        for (int k = k0; k < K && k < k0 + per; k++)
+            if (c[k]) { v[n] = (double)a[g] * c[k]; idx[n++] = k; }
+    /* hv_i = sum_j h_ij v_j in ascending j, four rows' sums side by side (independent chains) */
+    int m = 0;
+    for (; m + 4 <= n; m += 4) {
+        const double *h0 = H + (size_t)idx[m] * K, *h1 = H + (size_t)idx[m + 1] * K, *h2 = H + (size_t)idx[m + 2] * K, *h3 = H + (size_t)idx[m + 3] * K;
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int p = 0; p < n; p++) {
+            int j = idx[p];
+            double vj = v[p];
+            s0 += h0[j] * vj; s1 += h1[j] * vj; s2 += h2[j] * vj; s3 += h3[j] * vj;
+        }
+        e += v[m] * s0 - 2 * v[m] * t[idx[m]];
+        e += v[m + 1] * s1 - 2 * v[m + 1] * t[idx[m + 1]];
+        e += v[m + 2] * s2 - 2 * v[m + 2] * t[idx[m + 2]];
+        e += v[m + 3] * s3 - 2 * v[m + 3] * t[idx[m + 3]];
+    }
+    for (; m < n; m++) {
+        const double *h = H + (size_t)idx[m] * K;
+        double hv = 0;
+        for (int p = 0; p < n; p++) hv += h[idx[p]] * v[p];
+        e += v[m] * hv - 2 * v[m] * t[idx[m]];
+    }
+    free(idx);
+    free(v);
     return e;
 }
 

@@ -50,6 +50,10 @@ void tern_gptq_lsq(const double *U, const double *t, int K, double *wstar);
 void tern_gptq_row(const double *U, const double *w, int K, int per, int qmax, enum tern_gptq_mode mode,
                    const float *fixed, int8_t *c, float *a, double *work);
 
+/* The normal equations of the scales for fixed codes c: M[g][h] = sum_{k in g, j in h} c_k c_j H_kj
+ * (ncl x ncl), rg[g] = sum_{k in g} c_k t_k; sums over the non-zero codes in ascending k, then j. */
+void tern_gptq_normal_eq(const double *H, const double *t, int K, int per, const int8_t *c, double *M, double *rg);
+
 /* The scales a[ncl] >= 0 minimising E for fixed codes c (exact: projected coordinate descent on
  * the ncl x ncl normal equations until it stops moving). work: ncl*ncl + ncl doubles. */
 void tern_gptq_refit(const double *H, const double *t, int K, int per, const int8_t *c, float *a, double *work);

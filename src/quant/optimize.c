@@ -24,7 +24,7 @@
 #include <math.h>
 #include <string.h>
 
-#define OPT_MAX_ROWS 65536      /* positions sampled per layer (patches), spread over the images */
+#define OPT_MAX_ROWS 65536      /* default of opt_rows: positions sampled per layer (patches), spread over the images */
 
 typedef struct {
     int K, cout;
@@ -55,20 +55,12 @@ static double row_err(const opt_stats *s, int oc, const float *v, double *var_y)
 
 /* Optimise one output channel: codes c[K] and scales a[ncl] in place; H [K][K] (full), t [K]. */
 static void opt_row(const double *H, const double *t, int K, int khw, int N, int ncl, int qmax, int ternary,
-                    int do_scales, int do_round, int8_t *c, float *a, double *r, double *M, double *rg) {
+                    int do_scales, int do_round, int8_t *c, float *a, double *r, double *M, double *rg,
+                    int *nzi, double *nza, double *nzc) {
     int per = ncl == 1 ? K : N * khw; /* weights per cluster */
     for (int round = 0; round < (do_round ? 4 : 1); round++) {
         if (do_scales) { /* exact least squares for the scales of the fixed codes, a >= 0 */
-            memset(M, 0, sizeof(double) * (size_t)ncl * ncl);
-            memset(rg, 0, sizeof(double) * (size_t)ncl);
-            for (int k = 0; k < K; k++) {
-                if (!c[k]) continue;
-                int gk = k / per;
-                rg[gk] += c[k] * t[k];
-                const double *h = H + (size_t)k * K;
-                for (int j = 0; j < K; j++)
-                    if (c[j]) M[(size_t)gk * ncl + j / per] += (double)c[k] * c[j] * h[j];
-            }
+            tern_gptq_normal_eq(H, t, K, per, c, M, rg);
             for (int it = 0; it < 100; it++) {
                 double change = 0;
                 for (int g = 0; g < ncl; g++) {
@@ -86,19 +78,36 @@ static void opt_row(const double *H, const double *t, int K, int khw, int N, int
             }
         }
         if (!do_round || round == 3) break;
-        /* r = H v - t */
-        for (int i = 0; i < K; i++) {
+        /* r = H v - t: each r_i summed over the non-zero codes in ascending k, as
+         * acc += h_ik * a_g * c_k; four rows' sums side by side (independent chains) */
+        int nnz = 0;
+        for (int k0 = 0, g = 0; k0 < K; k0 += per, g++)
+            for (int k = k0; k < K && k < k0 + per; k++)
+                if (c[k]) { nzi[nnz] = k; nza[nnz] = a[g]; nzc[nnz++] = c[k]; }
+        int i = 0;
+        for (; i + 4 <= K; i += 4) {
+            const double *h0 = H + (size_t)i * K, *h1 = h0 + K, *h2 = h1 + K, *h3 = h2 + K;
+            double s0 = -t[i], s1 = -t[i + 1], s2 = -t[i + 2], s3 = -t[i + 3];
+            for (int m = 0; m < nnz; m++) {
+                int k = nzi[m];
+                double am = nza[m], cm = nzc[m];
+                s0 += h0[k] * am * cm; s1 += h1[k] * am * cm; s2 += h2[k] * am * cm; s3 += h3[k] * am * cm;
+            }
+            r[i] = s0; r[i + 1] = s1; r[i + 2] = s2; r[i + 3] = s3;
+        }
+        for (; i < K; i++) {
             double acc = -t[i];
             const double *h = H + (size_t)i * K;
-            for (int k = 0; k < K; k++)
-                if (c[k]) acc += h[k] * a[k / per] * c[k];
+            for (int m = 0; m < nnz; m++) acc += h[nzi[m]] * nza[m] * nzc[m];
             r[i] = acc;
         }
         int flips = 0;
         for (int sweep = 0; sweep < 4; sweep++) {
             int fl = 0;
-            for (int k = 0; k < K; k++) {
-                double ak = a[k / per];
+            for (int k = 0, g = 0, kg = 0; k < K; k++) {
+                if (kg == per) { g++; kg = 0; }
+                kg++;
+                double ak = a[g];
                 if (!(ak > 0)) continue;
                 double hkk = H[(size_t)k * K + k], best = -1e-12 * ak * ak * hkk;
                 int bc = c[k];
@@ -267,28 +276,39 @@ TERN_STATS_CLONES static void axpy1(double *restrict g, const double *restrict r
     for (int j = 0; j < n; j++) g[j] += x0 * r0[j];
 }
 
+TERN_STATS_CLONES static void to_double(double *restrict d, const float *restrict f, size_t n) {
+    for (size_t j = 0; j < n; j++) d[j] = f[j];
+}
+TERN_STATS_CLONES static void sum_rows(double *restrict acc, const float *restrict x, int n) {
+    for (int j = 0; j < n; j++) acc[j] += x[j];
+}
+TERN_STATS_CLONES static void sum_rows2(double *restrict acc, double *restrict acc2, const float *restrict y, int n) {
+    for (int j = 0; j < n; j++) {
+        acc[j] += y[j];
+        acc2[j] += (double)y[j] * y[j];
+    }
+}
+
 static void stats_add(opt_stats *s, const float *X, const float *Y, int rows) {
     int K = s->K, C = s->cout;
-    for (int r = 0; r < rows; r++) {
-        const float *x = X + (size_t)r * K, *y = Y + (size_t)r * C;
-        for (int k = 0; k < K; k++) s->sx[k] += x[k];
-        for (int c = 0; c < C; c++) {
-            s->sy[c] += y[c];
-            s->syy[c] += (double)y[c] * y[c];
-        }
+    for (int r = 0; r < rows; r++) { /* each sum over the rows in order, the positions side by side */
+        sum_rows(s->sx, X + (size_t)r * K, K);
+        sum_rows2(s->sy, s->syy, Y + (size_t)r * C, C);
     }
     enum { RB = 64 };
     double *xd = tern_malloc(sizeof(double) * (size_t)RB * K), *yd = tern_malloc(sizeof(double) * (size_t)RB * C);
     if (!xd || !yd) { free(xd); free(yd); s->n = -1; return; }
     for (int r0 = 0; r0 < rows; r0 += RB) {
         int rb = rows - r0 < RB ? rows - r0 : RB;
-        for (size_t i = 0; i < (size_t)rb * K; i++) xd[i] = X[(size_t)r0 * K + i];
-        for (size_t i = 0; i < (size_t)rb * C; i++) yd[i] = Y[(size_t)r0 * C + i];
+        to_double(xd, X + (size_t)r0 * K, (size_t)rb * K);
+        to_double(yd, Y + (size_t)r0 * C, (size_t)rb * C);
         for (int i = 0; i < K; i++) {
             double *gi = s->gxx + (size_t)i * K + i, *ti = s->gxy + (size_t)i * C;
             int nz[RB], m = 0;
-            for (int r = 0; r < rb; r++)
-                if (xd[(size_t)r * K + i] != 0) nz[m++] = r;
+            for (int r = 0; r < rb; r++) { /* the rows with x_i != 0, in order (branch-free) */
+                nz[m] = r;
+                m += xd[(size_t)r * K + i] != 0;
+            }
             int k = 0;
             for (; k + 4 <= m; k += 4) {
                 const double *a = xd + (size_t)nz[k] * K, *b = xd + (size_t)nz[k + 1] * K, *c = xd + (size_t)nz[k + 2] * K, *d = xd + (size_t)nz[k + 3] * K;
@@ -334,21 +354,35 @@ static enum tern_status gather_cb(void *arg, int batch, int nb, const tern_fp32_
         dh = (int)n->a.dilations[0]; dw = (int)n->a.dilations[1];
         pt = (int)n->a.pads[0]; pl = (int)n->a.pads[1];
     }
-    int rows = 0, s0 = batch * G->B;
+    int rows = 0, s0 = batch * G->B, first = l->in[0] == 0;
     for (int i = 0; i < nb; i++) {
         const float *xi = xs + (size_t)i * cing * ih * iw, *yi = yf + (size_t)i * cout * npos;
         for (int p = (s0 + i) % G->stride; p < npos; p += G->stride) {
             float *xr = G->X + (size_t)rows * K, *yr = G->Y + (size_t)rows * cout;
             if (n->op == TERN_OP_CONV) {
-                int oy = p / ow, ox = p % ow;
-                for (int ci = 0; ci < cing; ci++)
-                    for (int ky = 0; ky < kh; ky++)
-                        for (int kx = 0; kx < kw; kx++) {
-                            int iy = oy * sh - pt + ky * dh, ix = ox * sw - pl + kx * dw;
-                            float v = iy >= 0 && iy < ih && ix >= 0 && ix < iw ? xi[((size_t)ci * ih + iy) * iw + ix] : 0.0f;
-                            if (l->in[0] == 0) v = 255.0f * (v * o->std[ci % 3] + o->mean[ci % 3]);
-                            xr[(ci * kh + ky) * kw + kx] = v;
-                        }
+                int oy = p / ow, ox = p % ow, iy0 = oy * sh - pt, ix0 = ox * sw - pl;
+                int inside = iy0 >= 0 && iy0 + (kh - 1) * dh < ih && ix0 >= 0 && ix0 + (kw - 1) * dw < iw;
+                for (int ci = 0; ci < cing; ci++) {
+                    const float *xc = xi + (size_t)ci * ih * iw;
+                    float *xk = xr + (size_t)ci * kh * kw;
+                    for (int ky = 0; ky < kh; ky++) {
+                        int iy = iy0 + ky * dh;
+                        float *xo = xk + ky * kw;
+                        if (inside) {
+                            const float *src = xc + (size_t)iy * iw + ix0;
+                            if (dw == 1) memcpy(xo, src, sizeof(float) * (size_t)kw);
+                            else for (int kx = 0; kx < kw; kx++) xo[kx] = src[kx * dw];
+                        } else
+                            for (int kx = 0; kx < kw; kx++) {
+                                int ix = ix0 + kx * dw;
+                                xo[kx] = iy >= 0 && iy < ih && ix >= 0 && ix < iw ? xc[(size_t)iy * iw + ix] : 0.0f;
+                            }
+                    }
+                    if (first) { /* the first layer sees the normalisation folded out: the pixel code */
+                        float sd = o->std[ci % 3], mn = o->mean[ci % 3];
+                        for (int k = 0; k < kh * kw; k++) xk[k] = 255.0f * (xk[k] * sd + mn);
+                    }
+                }
             } else
                 memcpy(xr, xi, sizeof(float) * (size_t)K);
             for (int oc = 0; oc < cout; oc++) yr[oc] = yi[(size_t)oc * npos + p];
@@ -445,7 +479,8 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         int wtype = pol.wtype, N = pol.N, ncl = pol.ncl, qmax = pol.qmax;
         int cper = ncl == 1 ? K : N * khw; /* weights per cluster */
         float *w = NULL, *bias = NULL, *wq = NULL, *X = NULL, *Y = NULL;
-        double *H = NULL, *tv = NULL, *r = NULL, *M = NULL, *rg = NULL, *U = NULL, *gw = NULL;
+        double *H = NULL, *tv = NULL, *r = NULL, *M = NULL, *rg = NULL, *U = NULL, *gw = NULL, *nza = NULL, *nzc = NULL;
+        int *nzi = NULL;
         opt_stats S = {0};
         opt_layer *ol = &q->wl[l->widx];
         if ((st = tern_q_weights_of(q, l, &w, &bias))) goto next;
@@ -463,7 +498,8 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         if ((st = cut_advance(&fp, ni, 1, NULL, NULL)) || (st = cut_advance(&sim, ni, 1, NULL, NULL))) goto next;
         int npos = yt->h * yt->w;
         int64_t total = (int64_t)nimg * npos;
-        int stride = (int)((total + OPT_MAX_ROWS - 1) / OPT_MAX_ROWS);
+        int64_t maxr = o->opt_rows > 0 ? o->opt_rows : OPT_MAX_ROWS;
+        int stride = (int)((total + maxr - 1) / maxr);
         if (stride < 1) stride = 1;
         int maxrows = B * ((npos + stride - 1) / stride + 1);
         S.K = K;
@@ -485,7 +521,10 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         r = tern_malloc(sizeof(double) * (size_t)K);
         M = tern_malloc(sizeof(double) * (size_t)ncl * ncl);
         rg = tern_malloc(sizeof(double) * (size_t)ncl);
-        if (!H || !tv || !r || !M || !rg) { st = TERN_STATUS_NOMEM; goto next; }
+        nzi = tern_malloc(sizeof(int) * (size_t)K);
+        nza = tern_malloc(sizeof(double) * (size_t)K);
+        nzc = tern_malloc(sizeof(double) * (size_t)K);
+        if (!H || !tv || !r || !M || !rg || !nzi || !nza || !nzc) { st = TERN_STATUS_NOMEM; goto next; }
         double inv = 1.0 / (double)S.n, dsum = 0;
         for (int i = 0; i < K; i++)
             for (int j = i; j < K; j++) {
@@ -516,6 +555,15 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
                 double e = S.gxy[(size_t)k * cout + oc] * inv, mx = S.sx[k] * inv;
                 tv[k] = o->bias_corr ? e - mx * my : e - mx * bias[oc];
             }
+            if (o->opt_mix > 0) { /* shrink the target towards the FP32 weights': H w */
+                const float *wo = w + (size_t)oc * K;
+                for (int k = 0; k < K; k++) {
+                    const double *h = H + (size_t)k * K;
+                    double hw = 0;
+                    for (int j = 0; j < K; j++) hw += h[j] * wo[j];
+                    tv[k] = (1.0 - o->opt_mix) * tv[k] + o->opt_mix * hw;
+                }
+            }
             int8_t *c = ol->codes + (size_t)oc * K;
             float *a = ol->scales + (size_t)oc * ncl;
             if (use_gptq) {
@@ -526,7 +574,7 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
                 tern_gptq_optimize_row(H, U, tv, r, K, cper, qmax, TERN_GPTQ_POSITION, 3, c, a, gw);
             }
             if ((o->opt_scales || o->opt_round) && (!use_gptq || o->opt_method == TERN_OPT_GPTQ_CD))
-                opt_row(H, tv, K, khw, N, ncl, qmax, wtype == TERN_WTYPE_TERNARY, o->opt_scales, o->opt_round, c, a, r, M, rg);
+                opt_row(H, tv, K, khw, N, ncl, qmax, wtype == TERN_WTYPE_TERNARY, o->opt_scales, o->opt_round, c, a, r, M, rg, nzi, nza, nzc);
             if (o->bias_corr) {
                 double d = 0;
                 for (int k = 0; k < K; k++) d += (double)a[k / cper] * c[k] * S.sx[k] * inv;
@@ -552,7 +600,7 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
     next:
         if (st && ol->codes) { free(ol->codes); ol->codes = NULL; }
         free(w); free(bias); free(wq); free(X); free(Y);
-        free(H); free(tv); free(r); free(M); free(rg); free(U); free(gw);
+        free(H); free(tv); free(r); free(M); free(rg); free(U); free(gw); free(nzi); free(nza); free(nzc);
         free(S.sx); free(S.sy); free(S.syy); free(S.gxx); free(S.gxy);
     }
     if (!st && ndead)

@@ -44,6 +44,10 @@ typedef struct tern_qopts {
      * import of the same model, not g itself. tern finetune starts training from it. */
     tern_graph *export_to;
     int opt_method;             /* code choice of opt_round: enum tern_opt_method */
+    int opt_rows;               /* positions (patches) sampled per layer for the statistics (0: 65536) */
+    float opt_mix;              /* target of the scale refit and code search: (1 - mix) x the FP32
+                                 * network's output + mix x the FP32 weights on the simulated input
+                                 * (0: the FP32 output alone, the default; 1: GPTQ's symmetric target) */
 } tern_qopts;
 
 /* How opt_round chooses the codes (src/quant/optimize.c): coordinate descent from the plain
