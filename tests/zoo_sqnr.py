@@ -7,13 +7,11 @@ dump holds the raw int32 logits m (value = m * 2^-exp) unless it already holds s
 output tensor's exponent comes from `tern info X.tern --json` (the layer producing the logits).
 SQNR = 10 log10(sum f^2 / sum (f - q)^2) over all images and classes.
 """
-import json, math, re, sys
+import json, math, sys
 
 f = [[float(v) for v in l.split()] for l in open(sys.argv[1])]
 q = [[float(v) for v in l.split()] for l in open(sys.argv[2])]
-# `tern info --json` writes a weight SQNR of an exactly quantized layer (a 1x1 depthwise conv has
-# one weight per channel: DenseNet's BN) as a bare inf, which is not JSON; read it as Infinity.
-info = json.loads(re.sub(r'(?<=[:\[,\s])(-?)inf\b', r'\1Infinity', re.sub(r'(?<=[:\[,\s])nan\b', 'NaN', open(sys.argv[3]).read())))
+info = json.load(open(sys.argv[3]))
 exp = info["layers"][-1]["exp"]
 if all(abs(v - round(v)) == 0 for row in q for v in row):   # raw integers: scale them
     q = [[v * 2.0 ** -exp for v in row] for row in q]

@@ -73,10 +73,14 @@ void cli_report_model(const tern_model *m, const char *tern_path, const char *on
         if (json) {
             printf("%s\n  {\"index\": %d, \"name\": \"%s\", \"op\": \"%s\", \"out\": [%d,%d,%d], \"exp\": %d, \"signed\": %d, \"wide\": %d",
                    i ? "," : "", i, L.name, L.op, L.out_c, L.out_h, L.out_w, L.out_exp, L.out_signed, L.out_wide);
-            if (is_conv)
-                printf(", \"weight_layer\": %d, \"weights\": \"%c\", \"cluster\": %d, \"clusters\": %d, \"zero_frac\": %.4f, \"sqnr_db\": %.2f, "
+            if (is_conv) {
+                char sq[32];   /* an exactly quantized layer has an infinite SQNR: JSON has no inf */
+                if (isfinite(L.sqnr_db)) snprintf(sq, sizeof sq, "%.2f", L.sqnr_db);
+                else snprintf(sq, sizeof sq, "null");
+                printf(", \"weight_layer\": %d, \"weights\": \"%c\", \"cluster\": %d, \"clusters\": %d, \"zero_frac\": %.4f, \"sqnr_db\": %s, "
                        "\"macs\": %lld, \"mult_replaced\": %.4f",
-                       widx, L.weights, L.cluster, L.clusters, L.zero_frac, L.sqnr_db, (long long)L.macs, L.mult_replaced);
+                       widx, L.weights, L.cluster, L.clusters, L.zero_frac, sq, (long long)L.macs, L.mult_replaced);
+            }
             printf("}");
         } else if (is_conv)
             printf("%3d %-30.30s %-8s %-18s %-6s %6d %6.1f %7.2f %-7s %12lld %7.1f\n", widx, L.name, "conv", shape, wn, L.clusters, 100 * L.zero_frac,
