@@ -299,24 +299,9 @@ static void test_deterministic(void) {
 /* ---- the plain textbook loops the library's factorisation and sums were first written as; the
  * library reorganises them for speed (blocked, contiguous, side-by-side sums) and must give the
  * same bits, since the .tern bytes of every model depend on them. ---- */
-static int plain_cholesky(double *A, int K) {
-    for (int j = 0; j < K; j++) {
-        double *aj = A + (size_t)j * K, d = aj[j];
-        for (int k = 0; k < j; k++) d -= aj[k] * aj[k];
-        if (!(d > 0) || !isfinite(d)) return 0;
-        d = sqrt(d);
-        aj[j] = d;
-        for (int i = j + 1; i < K; i++) {
-            double *ai = A + (size_t)i * K, s = ai[j];
-            for (int k = 0; k < j; k++) s -= ai[k] * aj[k];
-            ai[j] = s / d;
-        }
-    }
-    return 1;
-}
 static int plain_factor(const double *H, int K, double *U, double *A) {
     memcpy(A, H, sizeof(double) * (size_t)K * K);
-    if (!plain_cholesky(A, K)) return 0;
+    if (!tern_gptq_cholesky_plain(A, K)) return 0;
     for (int j = 0; j < K; j++) {
         U[(size_t)j * K + j] = 1.0 / A[(size_t)j * K + j];
         for (int i = j + 1; i < K; i++) {
@@ -331,7 +316,7 @@ static int plain_factor(const double *H, int K, double *U, double *A) {
             for (int k = i; k < K; k++) s += U[(size_t)k * K + i] * U[(size_t)k * K + j];
             A[(size_t)i * K + j] = A[(size_t)j * K + i] = s;
         }
-    if (!plain_cholesky(A, K)) return 0;
+    if (!tern_gptq_cholesky_plain(A, K)) return 0;
     for (int i = 0; i < K; i++)
         for (int j = 0; j < K; j++) U[(size_t)i * K + j] = j >= i ? A[(size_t)j * K + i] : 0.0;
     return 1;
@@ -392,7 +377,7 @@ static void test_same_bits_as_plain(void) {
         for (int i = 0; i < K; i++)
             for (int j = i + 1; j < K; j++) w1[(size_t)i * K + j] = 1000 + i + j;
         memcpy(w2, w1, sizeof(double) * KK);
-        CHECK(plain_cholesky(w1, K) == tern_gptq_cholesky(w2, K), "K %d: cholesky verdicts differ", K);
+        CHECK(tern_gptq_cholesky_plain(w1, K) == tern_gptq_cholesky(w2, K), "K %d: cholesky verdicts differ", K);
         differ += memcmp(w1, w2, sizeof(double) * KK) != 0;
         CHECK(plain_factor(H, K, U1, w1), "K %d: plain factor failed", K);
         double ridge = -1;

@@ -294,6 +294,17 @@ static void wide_concat(int width, int chain) {
 static void test_wide_concat(void) { wide_concat(60, 5); wide_concat(5000, 3); }
 static void test_deep_chain(void) { wide_concat(2, 10000); }
 
+/* Fill a [1,3,4,4] input with a fixed pattern ((i * mul) % mod * step - off) and run g's FP32
+ * executor on it; the caller checks *yo and frees the context. */
+static tern_fp32_ctx *run48(tern_graph *g, float in[48], int mul, int mod, float step, float off, const float **yo) {
+    for (int i = 0; i < 48; i++) in[i] = (float)((i * mul) % mod) * step - off;
+    tern_fp32_ctx *x = tern_fp32_ctx_new(g);
+    int64_t yd[TERN_MAX_DIMS];
+    int yn;
+    CHECK(x && tern_fp32_run(x, in, 1, yo, yd, &yn) == 0, "%s", tern_last_error());
+    return x;
+}
+
 /* A BatchNormalization behind a Relu (no Conv to fold it into: DenseNet's pre-activation BN)
  * becomes a 1x1 depthwise Conv at import; its FP32 output is the ONNX definition,
  * (x - mean) / sqrt(var + eps) * scale + B, computed here in double. */
@@ -332,12 +343,8 @@ static void test_bn_to_conv(void) {
         }
         CHECK(nconv == 1, "%d convs, want 1", nconv);
         float in[48];
-        for (int i = 0; i < 48; i++) in[i] = (float)((i * 37) % 23) * 0.37f - 3.0f;
-        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
         const float *yo;
-        int64_t yd[TERN_MAX_DIMS];
-        int yn;
-        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        tern_fp32_ctx *x = run48(g, in, 37, 23, 0.37f, 3.0f, &yo);
         for (int c = 0; c < 3 && !check_failed_now; c++)
             for (int p = 0; p < 16; p++) {
                 double r = fmax(in[c * 16 + p], 0.0), want = (r - mean[c]) / sqrt(var[c] + 1e-5) * gamma[c] + beta[c];
@@ -381,12 +388,8 @@ static void prelu_case(int per_channel) {
         CHECK(g->nnodes == 1 && g->nodes[0].op == (per_channel ? TERN_OP_PRELU : TERN_OP_LEAKYRELU), "node is %s",
               g->nnodes ? tern_ops[g->nodes[0].op].name : "missing");
         float in[48];
-        for (int i = 0; i < 48; i++) in[i] = (float)((i * 29) % 17) * 0.5f - 4.0f;
-        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
         const float *yo;
-        int64_t yd[TERN_MAX_DIMS];
-        int yn;
-        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        tern_fp32_ctx *x = run48(g, in, 29, 17, 0.5f, 4.0f, &yo);
         for (int c = 0; c < 3 && !check_failed_now; c++)
             for (int p = 0; p < 16; p++) {
                 float v = in[c * 16 + p], want = v > 0 ? v : slope[per_channel ? c : 0] * v;
@@ -429,12 +432,8 @@ static void test_gelu(void) {
     if (!st) {
         CHECK(g->nnodes == 1 && g->nodes[0].op == TERN_OP_GELU, "%d nodes, first %s", g->nnodes, g->nnodes ? tern_ops[g->nodes[0].op].name : "-");
         float in[48];
-        for (int i = 0; i < 48; i++) in[i] = (float)((i * 31) % 19) * 0.45f - 4.0f;
-        tern_fp32_ctx *x = tern_fp32_ctx_new(g);
         const float *yo;
-        int64_t yd[TERN_MAX_DIMS];
-        int yn;
-        CHECK(tern_fp32_run(x, in, 1, &yo, yd, &yn) == 0, "%s", tern_last_error());
+        tern_fp32_ctx *x = run48(g, in, 31, 19, 0.45f, 4.0f, &yo);
         for (int i = 0; i < 48 && !check_failed_now; i++) {
             double want = 0.5 * in[i] * (1 + erf(in[i] / sqrt(2.0)));
             CHECK(fabs(yo[i] - want) <= 1e-6 * (1 + fabs(want)), "element %d (x = %g): %.9g, want %.9g", i, in[i], yo[i], want);

@@ -18,25 +18,29 @@
  * so that, for a column j, the sums of all rows i > j advance together over contiguous memory
  * (vectorised; each sum still receives its terms one at a time in ascending k: the same bits as
  * the row-by-row dot products). tests/test_gptq.c checks the bits against that plain form. */
+int tern_gptq_cholesky_plain(double *A, int K) {
+    for (int j = 0; j < K; j++) {
+        double *aj = A + (size_t)j * K;
+        double d = aj[j];
+        for (int k = 0; k < j; k++) d -= aj[k] * aj[k];
+        if (!(d > 0) || !isfinite(d)) return 0;
+        d = sqrt(d);
+        aj[j] = d;
+        for (int i = j + 1; i < K; i++) {
+            double *ai = A + (size_t)i * K, t = ai[j];
+            for (int k = 0; k < j; k++) t -= ai[k] * aj[k];
+            ai[j] = t / d;
+        }
+    }
+    return 1;
+}
+
 int tern_gptq_cholesky(double *A, int K) {
     double *LT = tern_malloc(sizeof(double) * ((size_t)K * K + 1)), *sb = tern_malloc(sizeof(double) * 4 * ((size_t)K + 1));
     if (!LT || !sb) { /* no room for the copy: the plain row-by-row form */
         free(LT);
         free(sb);
-        for (int j = 0; j < K; j++) {
-            double *aj = A + (size_t)j * K;
-            double d = aj[j];
-            for (int k = 0; k < j; k++) d -= aj[k] * aj[k];
-            if (!(d > 0) || !isfinite(d)) return 0;
-            d = sqrt(d);
-            aj[j] = d;
-            for (int i = j + 1; i < K; i++) {
-                double *ai = A + (size_t)i * K, t = ai[j];
-                for (int k = 0; k < j; k++) t -= ai[k] * aj[k];
-                ai[j] = t / d;
-            }
-        }
-        return 1;
+        return tern_gptq_cholesky_plain(A, K);
     }
     /* Columns in blocks of four: the terms k below the block are subtracted from the four
      * columns' sums in one pass over LT's rows (each sum still in ascending k), then the terms

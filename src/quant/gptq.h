@@ -38,6 +38,9 @@ enum tern_status tern_gptq_factor(const double *H, int K, double *U, double *wor
 /* Row-major packed Cholesky helpers, exposed for the tests: L lower with H = L L^T (in place on a
  * copy of H, work untouched); 0 if a pivot is not positive. */
 int tern_gptq_cholesky(double *A, int K);
+/* the same factorisation written as the textbook row-by-row loops (the fallback when the blocked
+ * form cannot allocate its copy; test_gptq checks the two give the same bits) */
+int tern_gptq_cholesky_plain(double *A, int K);
 
 /* w* = H^-1 t = U^T (U t). */
 void tern_gptq_lsq(const double *U, const double *t, int K, double *wstar);
