@@ -321,31 +321,6 @@ static int plain_factor(const double *H, int K, double *U, double *A) {
         for (int j = 0; j < K; j++) U[(size_t)i * K + j] = j >= i ? A[(size_t)j * K + i] : 0.0;
     return 1;
 }
-static void plain_normal_eq(const double *H, const double *t, int K, int per, const int8_t *c, double *M, double *rg) {
-    int ncl = (K + per - 1) / per;
-    memset(M, 0, sizeof(double) * (size_t)ncl * ncl);
-    memset(rg, 0, sizeof(double) * (size_t)ncl);
-    for (int k = 0; k < K; k++) {
-        if (!c[k]) continue;
-        int gk = k / per;
-        rg[gk] += c[k] * t[k];
-        const double *h = H + (size_t)k * K;
-        for (int j = 0; j < K; j++)
-            if (c[j]) M[(size_t)gk * ncl + j / per] += (double)c[k] * c[j] * h[j];
-    }
-}
-static double plain_objective(const double *H, const double *t, int K, int per, const int8_t *c, const float *a) {
-    double e = 0;
-    for (int i = 0; i < K; i++) {
-        if (!c[i]) continue;
-        double vi = (double)a[i / per] * c[i], hv = 0;
-        const double *h = H + (size_t)i * K;
-        for (int j = 0; j < K; j++)
-            if (c[j]) hv += h[j] * ((double)a[j / per] * c[j]);
-        e += vi * hv - 2 * vi * t[i];
-    }
-    return e;
-}
 
 /* Random covariance-like H (n rows of correlated, half-zero "ReLU" inputs), K up to 200. */
 static void random_h(int K, double *H, double *t) {
@@ -390,10 +365,10 @@ static void test_same_bits_as_plain(void) {
             int ncl = (K + per - 1) / per;
             for (int g = 0; g < ncl; g++) a[g] = (float)(0.1 + urand());
             double *M1 = malloc(sizeof(double) * (size_t)(ncl * ncl + ncl)), *M2 = malloc(sizeof(double) * (size_t)(ncl * ncl + ncl));
-            plain_normal_eq(H, t, K, per, c, M1, M1 + ncl * ncl);
+            tern_gptq_normal_eq_plain(H, t, K, per, c, M1, M1 + ncl * ncl);
             tern_gptq_normal_eq(H, t, K, per, c, M2, M2 + ncl * ncl);
             differ += memcmp(M1, M2, sizeof(double) * (size_t)(ncl * ncl + ncl)) != 0;
-            double e1 = plain_objective(H, t, K, per, c, a), e2 = tern_gptq_objective(H, t, K, per, c, a);
+            double e1 = tern_gptq_objective_plain(H, t, K, per, c, a), e2 = tern_gptq_objective(H, t, K, per, c, a);
             differ += memcmp(&e1, &e2, sizeof e1) != 0;
             free(M1);
             free(M2);

@@ -211,22 +211,29 @@ static int nz_list(const int8_t *c, int K, int per, int *idx, int *seg) {
     return n;
 }
 
-void tern_gptq_normal_eq(const double *H, const double *t, int K, int per, const int8_t *c, double *M, double *rg) {
+void tern_gptq_normal_eq_plain(const double *H, const double *t, int K, int per, const int8_t *c, double *M, double *rg) {
     int ncl = (K + per - 1) / per;
     memset(M, 0, sizeof(double) * (size_t)ncl * ncl);
     memset(rg, 0, sizeof(double) * (size_t)ncl);
+    for (int k = 0; k < K; k++) {
+        if (!c[k]) continue;
+        int gk = k / per;
+        rg[gk] += c[k] * t[k];
+        const double *h = H + (size_t)k * K;
+        for (int j = 0; j < K; j++)
+            if (c[j]) M[(size_t)gk * ncl + j / per] += (double)c[k] * c[j] * h[j];
+    }
+}
+
+void tern_gptq_normal_eq(const double *H, const double *t, int K, int per, const int8_t *c, double *M, double *rg) {
+    int ncl = (K + per - 1) / per;
     int *idx = tern_malloc(sizeof(int) * ((size_t)K + (size_t)ncl + 2)), *seg = idx ? idx + K : NULL;
     if (!idx) { /* the plain loops (the same sums in the same order) */
-        for (int k = 0; k < K; k++) {
-            if (!c[k]) continue;
-            int gk = k / per;
-            rg[gk] += c[k] * t[k];
-            const double *h = H + (size_t)k * K;
-            for (int j = 0; j < K; j++)
-                if (c[j]) M[(size_t)gk * ncl + j / per] += (double)c[k] * c[j] * h[j];
-        }
+        tern_gptq_normal_eq_plain(H, t, K, per, c, M, rg);
         return;
     }
+    memset(M, 0, sizeof(double) * (size_t)ncl * ncl);
+    memset(rg, 0, sizeof(double) * (size_t)ncl);
     int n = nz_list(c, K, per, idx, seg);
     for (int gk = 0; gk < ncl; gk++)
         for (int m = seg[gk]; m < seg[gk + 1]; m++) {
@@ -267,6 +274,19 @@ void tern_gptq_refit(const double *H, const double *t, int K, int per, const int
     }
 }
 
+double tern_gptq_objective_plain(const double *H, const double *t, int K, int per, const int8_t *c, const float *a) {
+    double e = 0;
+    for (int i = 0; i < K; i++) {
+        if (!c[i]) continue;
+        double vi = (double)a[i / per] * c[i], hv = 0;
+        const double *h = H + (size_t)i * K;
+        for (int j = 0; j < K; j++)
+            if (c[j]) hv += h[j] * ((double)a[j / per] * c[j]);
+        e += vi * hv - 2 * vi * t[i];
+    }
+    return e;
+}
+
 double tern_gptq_objective(const double *H, const double *t, int K, int per, const int8_t *c, const float *a) {
     double e = 0;
     int *idx = tern_malloc(sizeof(int) * (size_t)K + 1);
@@ -274,15 +294,7 @@ double tern_gptq_objective(const double *H, const double *t, int K, int per, con
     if (!idx || !v) { /* the plain loops */
         free(idx);
         free(v);
-        for (int i = 0; i < K; i++) {
-            if (!c[i]) continue;
-            double vi = (double)a[i / per] * c[i], hv = 0;
-            const double *h = H + (size_t)i * K;
-            for (int j = 0; j < K; j++)
-                if (c[j]) hv += h[j] * ((double)a[j / per] * c[j]);
-            e += vi * hv - 2 * vi * t[i];
-        }
-        return e;
+        return tern_gptq_objective_plain(H, t, K, per, c, a);
     }
     int n = 0;
     for (int k0 = 0, g = 0; k0 < K; k0 += per, g++)

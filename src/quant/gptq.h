@@ -56,6 +56,8 @@ void tern_gptq_row(const double *U, const double *w, int K, int per, int qmax, e
 /* The normal equations of the scales for fixed codes c: M[g][h] = sum_{k in g, j in h} c_k c_j H_kj
  * (ncl x ncl), rg[g] = sum_{k in g} c_k t_k; sums over the non-zero codes in ascending k, then j. */
 void tern_gptq_normal_eq(const double *H, const double *t, int K, int per, const int8_t *c, double *M, double *rg);
+/* the same sums as the textbook loops (its fallback; test_gptq checks the bits) */
+void tern_gptq_normal_eq_plain(const double *H, const double *t, int K, int per, const int8_t *c, double *M, double *rg);
 
 /* The scales a[ncl] >= 0 minimising E for fixed codes c (exact: projected coordinate descent on
  * the ncl x ncl normal equations until it stops moving). work: ncl*ncl + ncl doubles. */
@@ -63,6 +65,8 @@ void tern_gptq_refit(const double *H, const double *t, int K, int per, const int
 
 /* E(v) = v^T H v - 2 v^T t of codes c and scales a. */
 double tern_gptq_objective(const double *H, const double *t, int K, int per, const int8_t *c, const float *a);
+/* the same sum as the textbook double loop (its fallback; test_gptq checks the bits) */
+double tern_gptq_objective_plain(const double *H, const double *t, int K, int per, const int8_t *c, const float *a);
 
 /* The whole row optimisation: GPTQ on w0 (NULL: on w* from (U, t)) with scales chosen on the way; closed-form
  * scale refit; then up to `rounds - 1` more GPTQ passes with the refit scales fixed, each followed
