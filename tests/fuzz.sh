@@ -8,7 +8,8 @@
 # Seeds are made at run time from $TERN_DATA (no model or data file is committed); each target's
 # corpus grows in build/fuzz/<target>/corpus across runs. Fails on any finding (crash, leak, UB,
 # timeout, out-of-memory); the input that caused it is left in build/fuzz/<target>/artifacts/.
-# Keep a finding as a regression case in tests/fuzz_cases/<target>/ (replayed by the suite).
+# Keep a finding as a regression case rebuilt by the suite from its description (no input file is
+# committed): test_onnx.c test_fuzz_cases, test_data.c image_fuzz_cases.
 #   FUZZ_SECONDS=600 FUZZ_TARGETS=onnx tests/fuzz.sh     a longer run of one target
 #   FUZZ_JOBS=2 tests/fuzz.sh                             parallel workers (2 cores here: default 1)
 set -euo pipefail

@@ -4,11 +4,10 @@
 #include "graph/graph.h"
 #include "data/data.h"
 #include "onnx.pb-c.h"
-#include <dirent.h>
 #include <math.h>
 #include <unistd.h>
 
-/* The fuzz target's checks, to replay its saved findings (tests/fuzz_cases/onnx/) in the suite. */
+/* The fuzz target's checks, to replay its findings (test_fuzz_cases, rebuilt here) in the suite. */
 #include "fuzz_onnx.c"
 
 static char path_buf[4][512];
@@ -117,31 +116,6 @@ static void test_garbage(void) {
 }
 
 
-/* Every input the ONNX fuzzer once failed on (kept in tests/fuzz_cases/onnx/) now passes its
- * checks: a graph tern can rely on or a clean error (a failure traps, and ASan/UBSan watch). */
-static void test_fuzz_cases(void) {
-    const char *dir = "tests/fuzz_cases/onnx";
-    DIR *d = opendir(dir);
-    if (!d) SKIP("%s not found (run from the repository root)", dir);
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        uint8_t *buf;
-        size_t len;
-        CHECK(tern_read_file(p, &buf, &len) == 0, "%s", tern_last_error());
-        if (check_failed_now) break;
-        LLVMFuzzerTestOneInput(buf, len);
-        free(buf);
-        n++;
-    }
-    closedir(d);
-    fprintf(stderr, "  %d saved fuzz inputs replayed\n", n);
-    CHECK(n > 0, "no cases in %s", dir);
-}
-
 /* ---- small models built with protobuf-c, for the limits and the bad-input checks ---------- */
 
 typedef struct {
@@ -244,6 +218,89 @@ static void node1(Onnx__NodeProto *nd, const char *op, char **in, size_t nin, ch
     nd->n_input = nin;
     nd->output = out;
     nd->n_output = 1;
+}
+
+/* The inputs the ONNX fuzzer once failed on, rebuilt from their description (no model file is
+ * committed) and run through the fuzz target's checks: a graph tern can rely on or a clean error
+ * (a failure traps, and ASan/UBSan watch). Both are the fuzzer's mutations of one seed of
+ * tests/fuzz_onnx_seeds.py (x[1,3,8,8] -> Pad -> Slice -> Clip -> Sigmoid -> Concat -> Transpose
+ * -> GlobalAveragePool -> Squeeze, opset 13), with these values of Slice's starts and steps and
+ * Squeeze's axes:
+ *   - a step of 3458764513820540930: the output length overflowed int64;
+ *   - a start of 2734686209 and a Squeeze axis of 12884901890 (3 * 2^32 + 2): the axis was
+ *     truncated to int32 (2), so the Squeeze dropped the wrong dimension. */
+static void fuzz_case(int64_t st0, int64_t sp0, int64_t sq0, int64_t sq1) {
+    mini b;
+    mini_init(&b, 3, 8, 9);
+    b.dim[2].dim_value = b.dim[3].dim_value = 8;
+    static int64_t pads[8] = {0, 0, 1, 1, 0, 0, 1, 1}, dims1[1] = {8}, dims2[1] = {2};
+    int64_t st[2] = {st0, -9}, en[2] = {9, 100}, axs[2] = {2, 3}, sp[2] = {sp0, 1}, sqax[2] = {sq0, sq1};
+    static float pv = 0.5f, lo = 0.0f, hi = 6.0f;
+    struct { char *name; int64_t *i64; float *f; } T[9] = {
+        {"pads", pads, NULL}, {"pv", NULL, &pv}, {"st", st, NULL}, {"en", en, NULL}, {"axs", axs, NULL},
+        {"sp", sp, NULL}, {"lo", NULL, &lo}, {"hi", NULL, &hi}, {"sqax", sqax, NULL}};
+    for (int k = 0; k < 9; k++) {
+        Onnx__TensorProto *t = &b.inits[k];
+        t->name = T[k].name;
+        t->has_data_type = 1;
+        if (T[k].i64) {
+            t->data_type = 7;
+            t->dims = k == 0 ? dims1 : dims2;
+            t->n_dims = 1;
+            t->int64_data = T[k].i64;
+            t->n_int64_data = k == 0 ? 8 : 2;
+        } else {   /* a scalar */
+            t->data_type = 1;
+            t->float_data = T[k].f;
+            t->n_float_data = 1;
+        }
+    }
+    static char *i0[3] = {"x", "pads", "pv"}, *i1[5] = {"pd", "st", "en", "axs", "sp"}, *i2[3] = {"sl", "lo", "hi"}, *i3[1] = {"cl"},
+                *i4[3] = {"sg", "cl", "sl"}, *i5[1] = {"cc"}, *i6[1] = {"tr"}, *i7[2] = {"gp", "sqax"};
+    static char *o0[1] = {"pd"}, *o1[1] = {"sl"}, *o2[1] = {"cl"}, *o3[1] = {"sg"}, *o4[1] = {"cc"}, *o5[1] = {"tr"}, *o6[1] = {"gp"},
+                *o7[1] = {"y"};
+    node1(&b.nodes[0], "Pad", i0, 3, o0);
+    node1(&b.nodes[1], "Slice", i1, 5, o1);
+    node1(&b.nodes[2], "Clip", i2, 3, o2);
+    node1(&b.nodes[3], "Sigmoid", i3, 1, o3);
+    node1(&b.nodes[4], "Concat", i4, 3, o4);
+    node1(&b.nodes[5], "Transpose", i5, 1, o5);
+    node1(&b.nodes[6], "GlobalAveragePool", i6, 1, o6);
+    node1(&b.nodes[7], "Squeeze", i7, 2, o7);
+    Onnx__AttributeProto mode, axis, perm, *pm[1] = {&mode}, *pa[1] = {&axis}, *pp[1] = {&perm};
+    static int64_t pv4[4] = {0, 1, 3, 2};
+    onnx__attribute_proto__init(&mode);
+    mode.name = "mode";
+    mode.has_type = 1;
+    mode.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    mode.has_s = 1;
+    mode.s.data = (uint8_t *)"constant";
+    mode.s.len = 8;
+    onnx__attribute_proto__init(&axis);
+    axis.name = "axis";
+    axis.has_type = 1;
+    axis.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    axis.has_i = 1;
+    axis.i = 1;
+    onnx__attribute_proto__init(&perm);
+    perm.name = "perm";
+    perm.has_type = 1;
+    perm.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    perm.ints = pv4;
+    perm.n_ints = 4;
+    b.nodes[0].attribute = pm, b.nodes[0].n_attribute = 1;
+    b.nodes[4].attribute = pa, b.nodes[4].n_attribute = 1;
+    b.nodes[5].attribute = pp, b.nodes[5].n_attribute = 1;
+    size_t n = onnx__model_proto__get_packed_size(&b.m);
+    uint8_t *buf = malloc(n);
+    onnx__model_proto__pack(&b.m, buf);
+    LLVMFuzzerTestOneInput(buf, n);
+    free(buf);
+    mini_free(&b);
+}
+static void test_fuzz_cases(void) {
+    fuzz_case(1, 3458764513820540930LL, 2, 3);
+    fuzz_case(2734686209LL, 2, 12884901890LL, 0);
 }
 
 /* A chain of Relu nodes ending in a Concat of `width` of them; the FP32 run checks the data. */
