@@ -7,9 +7,9 @@
  * ("own-quant"), and for LUT / MUL / ADD / GAP layers a local check: the op recomputed in double
  * from the layer's own integer inputs, the largest error in output steps (0.5 = exact rounding).
  *
- * build: cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -Isrc -Ibuild/release/gen -I/usr/include/stb \
- *          tests/zoo_probe.c build/release/libtern.a -lprotobuf-c -lopenblas -lstb -lm -lpthread -o zoo_probe
- * usage: TERN_DATA=../shared/data [EVOFF=k] ./zoo_probe MODEL.onnx [t|4|8] [maxabs] */
+ * build: make build/release/tests/zoo_probe (`make test` builds it too, so it keeps compiling; the
+ *        suite does not run it)
+ * usage: TERN_DATA=../shared/data [EVOFF=k] build/release/tests/zoo_probe MODEL.onnx [t|4|8] [maxabs] */
 #include "graph/fp32.h"
 #include "quant/quantize.h"
 #include "engine/qexec.h"
@@ -20,8 +20,8 @@
 #include <stdlib.h>
 static double deq(const tern_qmodel *m, const tern_qexec *e, int t, int b, int c, int p) {
     const tern_qtensor *T = &m->tensors[t];
-    const uint8_t *q = tern_qexec_tensor(e, t);
-    size_t nper = (size_t)T->c * T->h * T->w, qi = (size_t)b * nper + (size_t)p * T->c + c;
+    const uint8_t *q = tern_qexec_tensor(e, t, b);
+    size_t qi = (size_t)p * T->c + c;
     double v;
     if (T->wide) { int32_t z; memcpy(&z, q + 4 * qi, 4); v = z; } else v = T->is_signed ? (int8_t)q[qi] : q[qi];
     return ldexp(v, -T->exp);
@@ -97,7 +97,6 @@ int main(int argc, char **argv) {
         int cands[4], nc = 0; cands[nc++] = g->nodes[ni].out[0];
         for (int k = 0; k < g->nnodes; k++) if (g->nodes[k].nin && g->nodes[k].in[0] == g->nodes[ni].out[0]) cands[nc < 4 ? nc++ : 3] = g->nodes[k].out[0];
         double best = -1e9, bq = 0, fmax = 0, satf = 0; int bv = -1;
-        const uint8_t *q = tern_qexec_tensor(e, L->out);
         size_t es = t->wide ? 4 : 1, nper = (size_t)t->c * t->h * t->w;
         for (int ci = 0; ci < nc; ci++) {
             int v = cands[ci];
@@ -108,7 +107,8 @@ int main(int argc, char **argv) {
             double s = 0, err = 0, eq = 0, mx = 0, sat = 0;
             for (int b = 0; b < nev; b++) for (int c = 0; c < t->c; c++) for (int p = 0; p < t->h * t->w; p++) {
                 double f = x->buf[v][(size_t)b * nper + (size_t)c * t->h * t->w + p];
-                size_t qi = (size_t)b * nper + (size_t)p * t->c + c;
+                const uint8_t *q = tern_qexec_tensor(e, L->out, b);
+                size_t qi = (size_t)p * t->c + c;
                 double qv;
                 if (t->wide) { int32_t z; memcpy(&z, q + 4 * qi, 4); qv = z; }
                 else qv = t->is_signed ? (int8_t)q[qi] : q[qi];

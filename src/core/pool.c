@@ -16,14 +16,15 @@ static int64_t mono_ns(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-/* spin until *v != old (or == 0 for want_zero), at most SPIN_NS; 1 if it happened */
-static int spin_until(const int *v, int old, int want_zero) {
+/* spin until *v != old (or == 0 for want_zero), at most SPIN_NS; the caller then takes the
+ * mutex and checks (and sleeps) as usual, so giving up early is always safe */
+static void spin_until(const int *v, int old, int want_zero) {
     const int64_t t0 = mono_ns();
     for (int i = 1;; i++) {
         const int x = __atomic_load_n(v, __ATOMIC_ACQUIRE);
-        if (want_zero ? x == 0 : x != old) return 1;
+        if (want_zero ? x == 0 : x != old) return;
         _mm_pause();
-        if (i % 64 == 0 && mono_ns() - t0 > SPIN_NS) return 0;
+        if (i % 64 == 0 && mono_ns() - t0 > SPIN_NS) return;
     }
 }
 

@@ -464,8 +464,6 @@ enum tern_status tern_qexec_keep_all(tern_qexec *e) {
 const int64_t *tern_qexec_layer_ns(const tern_qexec *e) { return e->layer_ns; }
 const char *tern_qexec_kernel_name(const tern_qexec *e, int i) { return e->kern[i] ? e->kern[i]->name : NULL; }
 
-/* One image through every layer (item = image), for batches that split evenly enough over the
- * threads. With one thread the profile clock times each layer as in the layer-major loop. */
 /* image b of the input: CHW pixels -> NHWC tensor 0 */
 static void load_input(tern_qexec *e, const uint8_t *px, int b) {
     const tern_qtensor *t0 = &e->m->tensors[0];
@@ -478,6 +476,9 @@ static void load_input(tern_qexec *e, const uint8_t *px, int b) {
 
 typedef struct { tern_qexec *e; const uint8_t *px; } image_job;
 
+/* One image (item = image) through every layer, its input converted first: the image-major path
+ * for batches that split evenly enough over the threads. With one thread the profile clock
+ * times each layer as in the layer-major loop. */
 static void run_image(void *arg, int img, int tid) {
     tern_qexec *e = ((image_job *)arg)->e;
     const tern_qmodel *m = e->m;

@@ -155,31 +155,12 @@ static inline void v_store16(v16 v, int osgn, uint8_t *d, int nc) {
     (void)osgn;
     _mm512_mask_cvtepi32_storeu_epi8(d, (__mmask16)((1u << nc) - 1), v);
 }
-/* the fused residual add on one pixel's 16 clamped conv values (nc residual bytes at rp) */
-static inline v16 v_fuse_add(v16 v, const vadd *A, const uint8_t *rp, int nc) {
-    const __m128i rb = _mm_maskz_loadu_epi8((__mmask16)((1u << nc) - 1), rp);
-    const __m512i r = A->rsgn ? _mm512_cvtepi8_epi32(rb) : _mm512_cvtepu8_epi32(rb);
-    __m512i t = _mm512_add_epi32(_mm512_sll_epi32(v, _mm_cvtsi32_si128(A->lc)), _mm512_sll_epi32(r, _mm_cvtsi32_si128(A->lr)));
-    t = _mm512_sra_epi32(_mm512_add_epi32(t, _mm512_set1_epi32(A->rs > 0 ? 1 << (A->rs - 1) : 0)), _mm_cvtsi32_si128(A->rs));
-    return _mm512_min_epi32(_mm512_max_epi32(t, _mm512_set1_epi32(A->qmin)), _mm512_set1_epi32(A->qmax));
-}
 static inline v16 v_widen32(const uint8_t *p, int sgn) {
     const __m256i a = _mm256_loadu_si256((const __m256i *)p);
     return sgn ? _mm512_cvtepi8_epi16(a) : _mm512_cvtepu8_epi16(a);
 }
 static inline v16 v_unpacklo16(v16 a, v16 b) { return _mm512_unpacklo_epi16(a, b); }
 static inline v16 v_unpackhi16(v16 a, v16 b) { return _mm512_unpackhi_epi16(a, b); }
-static inline v16 v_requant(v16 acc, const int32_t *P, int blend, v16 qmin, v16 qmax) {
-    __m512i m = _mm512_load_si512(P + P_MPOS);
-    if (blend) m = _mm512_mask_mov_epi32(m, _mm512_movepi32_mask(acc), _mm512_load_si512(P + P_MNEG));
-    const int64_t *P64 = (const int64_t *)P;
-    __m512i pe = _mm512_mul_epi32(acc, m);
-    __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(m, 32));
-    pe = _mm512_srlv_epi64(_mm512_add_epi64(pe, _mm512_load_si512(P64 + P_RND / 2)), _mm512_load_si512(P64 + P_TSH / 2));
-    po = _mm512_srlv_epi64(_mm512_add_epi64(po, _mm512_load_si512(P64 + P_RND / 2 + 8)), _mm512_load_si512(P64 + P_TSH / 2 + 8));
-    const __m512i v = _mm512_sub_epi32(_mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)), _mm512_load_si512(P + P_CFIX));
-    return _mm512_min_epi32(_mm512_max_epi32(v, qmin), qmax);
-}
 /* the tile epilogue's constants, set up once per tile and held in registers (the byte stores
  * could alias the parameter block, so GCC would reload it for every pixel) */
 typedef struct vrq { __m512i mpos, mneg, rnde, rndo, tshe, tsho, cfix; } vrq;
@@ -189,7 +170,7 @@ static inline vrq v_rq(const int32_t *P) {
                  _mm512_load_si512(P64 + P_RND / 2 + 8), _mm512_load_si512(P64 + P_TSH / 2), _mm512_load_si512(P64 + P_TSH / 2 + 8),
                  _mm512_load_si512(P + P_CFIX)};
 }
-static inline v16 v_requantk(v16 acc, const vrq *R, int blend, v16 qmin, v16 qmax) {   /* = v_requant */
+static inline v16 v_requantk(v16 acc, const vrq *R, int blend, v16 qmin, v16 qmax) {   /* requant8's arithmetic */
     __m512i m = R->mpos;
     if (blend) m = _mm512_mask_mov_epi32(m, _mm512_movepi32_mask(acc), R->mneg);
     __m512i pe = _mm512_mul_epi32(acc, m);
@@ -204,12 +185,22 @@ static inline vaddk v_addk(const vadd *A) {
     return (vaddk){_mm_cvtsi32_si128(A->lc), _mm_cvtsi32_si128(A->lr), _mm_cvtsi32_si128(A->rs),
                    _mm512_set1_epi32(A->rs > 0 ? 1 << (A->rs - 1) : 0), _mm512_set1_epi32(A->qmin), _mm512_set1_epi32(A->qmax), A->rsgn};
 }
-static inline v16 v_fuse_addk(v16 v, const vaddk *K, const uint8_t *rp, int nc) {   /* = v_fuse_add */
+/* the fused residual add on one pixel's 16 clamped conv values (nc residual bytes at rp) */
+static inline v16 v_fuse_addk(v16 v, const vaddk *K, const uint8_t *rp, int nc) {
     const __m128i rb = _mm_maskz_loadu_epi8((__mmask16)((1u << nc) - 1), rp);
     const __m512i r = K->rsgn ? _mm512_cvtepi8_epi32(rb) : _mm512_cvtepu8_epi32(rb);
     __m512i t = _mm512_add_epi32(_mm512_sll_epi32(v, K->lc), _mm512_sll_epi32(r, K->lr));
     t = _mm512_sra_epi32(_mm512_add_epi32(t, K->rnd), K->rs);
     return _mm512_min_epi32(_mm512_max_epi32(t, K->qmin), K->qmax);
+}
+/* the same, reading the constants from the parameter block / the add's parameters */
+static inline v16 v_requant(v16 acc, const int32_t *P, int blend, v16 qmin, v16 qmax) {
+    const vrq R = v_rq(P);
+    return v_requantk(acc, &R, blend, qmin, qmax);
+}
+static inline v16 v_fuse_add(v16 v, const vadd *A, const uint8_t *rp, int nc) {
+    const vaddk K = v_addk(A);
+    return v_fuse_addk(v, &K, rp, nc);
 }
 static inline void v_store32(v16 a, v16 b, int osgn, uint8_t *d, int nc) {
     (void)osgn;   /* clamped values: vpmovwb's truncation is the stored byte */
@@ -294,18 +285,15 @@ static inline __attribute__((always_inline)) void tile(const tile_ctx *T, const 
             }
         return;
     }
+    /* 12 x 1: the constants of the one block, held for the whole tile */
     vaddk K;
     if (T->add) K = v_addk(T->add);
-#pragma GCC unroll 2
-    for (int b = 0; b < CB; b++) {
-        const vrq Rq = v_rq((const int32_t *)(blk + b * bs));
-        const int m = b == CB - 1 ? nc : NR;
-        for (int i = 0; i < n; i++) {
-            uint8_t *d = y + (size_t)i * cout + b * NR;
-            v16 v = v_requantk(acc[i * CB + b], &Rq, blend, qmin, qmax);
-            if (T->add) v = v_fuse_addk(v, &K, (const uint8_t *)((uintptr_t)d + roff), m);
-            v_store16(v, osgn, d, m);
-        }
+    const vrq Rq = v_rq((const int32_t *)blk);
+    for (int i = 0; i < n; i++) {
+        uint8_t *d = y + (size_t)i * cout;
+        v16 v = v_requantk(acc[i], &Rq, blend, qmin, qmax);
+        if (T->add) v = v_fuse_addk(v, &K, (const uint8_t *)((uintptr_t)d + roff), nc);
+        v_store16(v, osgn, d, nc);
     }
 }
 
