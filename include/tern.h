@@ -207,7 +207,7 @@ typedef struct tern_quantize_options {
     int calib_maxabs;             /* 0 = MSE-optimal exponents (default), 1 = max-abs */
     /* post-training corrections (0 = off) */
     int bias_corr, opt_scales, opt_round;
-    int opt_images;               /* images they use (64) */
+    int opt_images;               /* images they use; 0 (default) = a quarter of the classes, 64..256 */
     int opt_flip;                 /* also mirrored images */
     float opt_damp;               /* ridge term relative to the mean input power (0.001) */
     /* accuracy budget (--max-drop): < 0 = off (default) */

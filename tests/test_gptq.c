@@ -5,6 +5,7 @@
 #include "check.h"
 #include "quant/gptq.h"
 #include "quant/wquant.h"
+#include "quant/quantize.h"
 #include <math.h>
 
 static uint64_t rng = 88172645463325252ull;
@@ -380,7 +381,32 @@ static void test_same_bits_as_plain(void) {
     fprintf(stderr, "  same bits as the plain loops: %d factorisations, %d normal equations / objectives\n", 2 * nk, 2 * cases);
 }
 
+/* The default number of optimisation images follows the classes of the graph's output: a quarter
+ * of them, clamped to 64..256, never more than the calibration images; an explicit count wins. */
+static void test_opt_images_rule(void) {
+    tern_graph *g = tern_graph_new("rule");
+    CHECK(g != NULL, "graph");
+    if (!g) return;
+    int v = tern_graph_add_value(g, "logits");
+    g->output = v;
+    g->values[v].ndim = 2;
+    g->values[v].dims[0] = 1;
+    tern_qopts o;
+    tern_qopts_init(&o);
+    static const int64_t classes[] = {10, 100, 257, 400, 1000, 21843};
+    static const int want[] = {64, 64, 64, 100, 250, 256};
+    for (int i = 0; i < 6; i++) {
+        g->values[v].dims[1] = classes[i];
+        CHECK(tern_q_opt_images(&o, g, 5000) == want[i], "%lld classes: %d, want %d", (long long)classes[i], tern_q_opt_images(&o, g, 5000), want[i]);
+    }
+    CHECK(tern_q_opt_images(&o, g, 100) == 100, "capped by the calibration images");
+    o.opt_images = 500;
+    CHECK(tern_q_opt_images(&o, g, 5000) == 500 && tern_q_opt_images(&o, g, 300) == 300, "explicit count");
+    tern_graph_free(g);
+}
+
 int main(void) {
+    RUN(test_opt_images_rule);
     RUN(test_factor);
     RUN(test_against_resolve);
     RUN(test_diagonal_is_plain);

@@ -165,7 +165,7 @@ static enum tern_status to_qopts(const tern_quantize_options *o, const tern_grap
     q->bias_corr = o->bias_corr;
     q->opt_scales = o->opt_scales;
     q->opt_round = o->opt_round;
-    if (o->opt_images < 1) return OPT_ERR("opt_images %d", o->opt_images);
+    if (o->opt_images < 0) return OPT_ERR("opt_images %d (0 = by the number of classes)", o->opt_images);
     q->opt_images = o->opt_images;
     q->opt_flip = o->opt_flip;
     if (!(o->opt_damp >= 0)) return OPT_ERR("opt_damp %g", o->opt_damp);

@@ -13,31 +13,45 @@ static int exp_maxabs(double maxabs, int is_signed) {
     return bits - il;
 }
 
-/* Squared error of y[n] coded at exponent f (8-bit, signed or not). Clamping before rounding
- * gives the same code (the bounds are integers); the clamped value is small, so adding and
- * subtracting 1.5 * 2^52 rounds it to nearest-even exactly as nearbyint() does in the default
- * rounding mode. Eight running sums, lane i % 8, added in a fixed tree at the end: an order fixed
- * by the data alone, which vectorises; contraction to FMA is off, so every clone (picked by the
- * loader for the CPU) gives the same bits. */
+/* Squared errors of y[n] coded at the nc exponents f0 .. f0 + nc - 1 (8-bit, signed or not),
+ * added to sum[0..nc-1]. Clamping before rounding gives the same code (the bounds are integers);
+ * the clamped value is small, so adding and subtracting 1.5 * 2^52 rounds it to nearest-even
+ * exactly as nearbyint() does in the default rounding mode. Per exponent, eight running sums
+ * (lane i % 8), added in a fixed tree at the end: an order fixed by the data alone, which
+ * vectorises; contraction to FMA is off, so every clone (picked by the loader for the CPU) gives
+ * the same bits. The data is walked once, in blocks that stay in L1 while every exponent's sums
+ * take them (each exponent's sums see the elements in the same order as a pass of their own). */
+#define WLO 3                   /* exponents summed below the provisional max-abs one (see calib_pass) */
+#define NWIN (NCAND + WLO)
+#define SSE_BLOCK 2048
 __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3", "fp-contract=off")))
-static double sse_at(const float *restrict y, int64_t n, int f, int is_signed) {
+static void sse_add(const float *restrict y, int64_t n, int f0, int nc, int is_signed, double *restrict sum) {
     const double lo = is_signed ? -128 : 0, hi = is_signed ? 127 : 255, magic = 6755399441055744.0;
-    double sc = ldexp(1.0, f), inv = 1.0 / sc, acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) {
-            double t = (double)y[i + j] * sc;
-            t = t < lo ? lo : t > hi ? hi : t;
-            double e = (double)y[i + j] - ((t + magic) - magic) * inv;
-            acc[j] += e * e;
+    double acc[NWIN][8] = {{0}};
+    for (int64_t b = 0; b < n; b += SSE_BLOCK) {
+        int64_t e_end = n - b < SSE_BLOCK ? n : b + SSE_BLOCK;
+        for (int c = 0; c < nc; c++) {
+            double sc = ldexp(1.0, f0 + c), inv = 1.0 / sc, *a = acc[c];
+            int64_t i = b;
+            for (; i + 8 <= e_end; i += 8)
+                for (int j = 0; j < 8; j++) {
+                    double t = (double)y[i + j] * sc;
+                    t = t < lo ? lo : t > hi ? hi : t;
+                    double e = (double)y[i + j] - ((t + magic) - magic) * inv;
+                    a[j] += e * e;
+                }
+            for (int j = 0; i < e_end; i++, j++) { /* only in the last block: lanes from 0 as i % 8 */
+                double t = (double)y[i] * sc;
+                t = t < lo ? lo : t > hi ? hi : t;
+                double e = (double)y[i] - ((t + magic) - magic) * inv;
+                a[j] += e * e;
+            }
         }
-    for (int j = 0; i < n; i++, j++) {
-        double t = (double)y[i] * sc;
-        t = t < lo ? lo : t > hi ? hi : t;
-        double e = (double)y[i] - ((t + magic) - magic) * inv;
-        acc[j] += e * e;
     }
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (int c = 0; c < nc; c++) {
+        const double *a = acc[c];
+        sum[c] += ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    }
 }
 
 /* One pass does both rules' work when it can: the max-abs exponent f0 only falls as images come
@@ -45,9 +59,6 @@ static double sse_at(const float *restrict y, int64_t n, int f, int is_signed) {
  * below its provisional f0 (from the maximum so far) and the NCAND from it up. If the final f0 is
  * still inside that window, those sums are exactly what a second pass would compute (same
  * batches, same order); only tensors whose maximum grew more than 2^WLO-fold need the second pass. */
-#define WLO 3
-#define NWIN (NCAND + WLO)
-
 typedef struct {
     qctx *q;
     int *fp;                    /* [nqt] provisional f0 (INT32_MIN: not yet seen) */
@@ -72,10 +83,10 @@ static void observe(void *arg, const tern_node *n, const float *y, const int64_t
         qt->maxabs = m;
         if (!cp->win || qt->wide) return;
         if (cp->fp[t] == INT32_MIN) cp->fp[t] = exp_maxabs(m, qt->is_signed);
-        for (int c = 0; c < NWIN; c++) cp->win[(size_t)t * NWIN + c] += sse_at(y, cnt, cp->fp[t] - WLO + c, qt->is_signed);
+        sse_add(y, cnt, cp->fp[t] - WLO, NWIN, qt->is_signed, cp->win + (size_t)t * NWIN);
         return;
     }
-    for (int c = 0; c < NCAND; c++) qt->sse[c] += sse_at(y, cnt, qt->f0 + c, qt->is_signed);
+    sse_add(y, cnt, qt->f0, NCAND, qt->is_signed, qt->sse);
 }
 
 enum tern_status tern_q_calibrate(qctx *q, const uint8_t *calib, int ncalib) {

@@ -433,7 +433,7 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
     int *last = tern_malloc(sizeof(int) * (size_t)g->nvalues + 1);
     int nowned = 0;
     const qt_info *t0 = &q->qt[0];
-    int nsrc = o->opt_images > 0 && o->opt_images < ncalib ? o->opt_images : ncalib;
+    int nsrc = tern_q_opt_images(o, g, ncalib);
     int nimg = o->opt_flip ? 2 * nsrc : nsrc; /* with --opt-flip, every image also mirrored */
     int B = 16, nbatch = (nimg + B - 1) / B;
     size_t per = (size_t)t0->c * t0->h * t0->w, plane = (size_t)t0->h * t0->w;

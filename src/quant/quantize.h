@@ -36,7 +36,8 @@ typedef struct tern_qopts {
     int bias_corr;              /* per output channel bias = E[y_fp] - E[wq . x_q] */
     int opt_scales;             /* least-squares refit of each cluster's scale for its codes */
     int opt_round;              /* coordinate-descent choice of codes (-1/0/+1, or +-1 steps) */
-    int opt_images;             /* images used by the above (default 64; capped by ncalib) */
+    int opt_images;             /* images used by the above (capped by ncalib); 0 (default): a quarter
+                                 * of the model's classes, 64..256 (tern_q_opt_images) */
     int opt_flip;               /* also use each of those images mirrored left-right (twice the data) */
     float opt_damp;             /* ridge term, relative to the mean input power (default 1e-3) */
     /* If set, the options' result (each optimised layer's weights as scale x code and its bias, in
@@ -98,6 +99,10 @@ typedef struct tern_qplan {
 
 enum tern_status tern_quant_plan(const tern_graph *g, const tern_qopts *o, tern_qplan **out);
 void tern_qplan_free(tern_qplan *p);
+
+/* The images the post-training pass uses: opt_images, or by default a quarter of the classes
+ * (64..256); never more than ncalib. */
+int tern_q_opt_images(const tern_qopts *o, const tern_graph *g, int ncalib);
 
 /* Weight layers of a graph in the order of the report table (for --layer INDEX). */
 int tern_quant_weight_layers(const tern_graph *g, int *node_idx, int max);
