@@ -66,12 +66,22 @@ done
 # calibrate on the even-numbered sample images, evaluate on 200 of the odd ones
 TD=$D/models/imagenet/tiny_darknet.onnx; IMN="--data $D/imagenet_sample --labels $D/models/imagenet/labels_darknet_order.txt"
 if $TERN quantize "$TD" -o "$T/td8.tern" --calib $D/imagenet_sample --labels $D/models/imagenet/labels_darknet_order.txt \
-        --preset darknet --calib-count 100 --weights 8 --threads 2 --quiet --plain > /dev/null; then
+        --preset darknet --calib-count 100 --weights 8 --threads 2 --quiet --plain > /dev/null 2> "$T/td8.err"; then
+    ! grep -q "warning: calibration source" "$T/td8.err" && ok "100 calibration images of 100 classes: no class-coverage warning" \
+        || bad "class-coverage warning on imagenet_sample: $(cat "$T/td8.err")"
+
     $TERN eval "$TD" $IMN --preset darknet --count 200 --offset 1 --batch 20 --threads 2 --json --quiet > "$T/f.json"
     $TERN eval "$T/td8.tern" $IMN --count 200 --offset 1 --batch 20 --threads 2 --json --quiet > "$T/q.json"
     f=$(field "$T/f.json" top1); q=$(field "$T/q.json" top1)
     awk -v f="$f" -v q="$q" 'BEGIN { exit !(f - q <= 3) }' && ok "tiny darknet 8-bit top-1 $q vs FP32 $f on 200 held-out images" || bad "tiny darknet 8-bit top-1 $q vs FP32 $f"
 else bad "quantize tiny darknet"; fi
+
+# calibration images of few classes (imagenette: 10 of the model's 1000) are named in a warning
+$TERN quantize "$TD" -o "$T/tdn.tern" --calib $D/imagenet_sample --calib $D/imagenette --labels $D/models/imagenet/labels_darknet_order.txt \
+    --preset darknet --calib-count 200 --weights 8 --threads 2 --quiet --plain > /dev/null 2> "$T/tdn.err" \
+    && grep -q "warning: calibration source $D/imagenette: its 100 images cover 10 of the model's 1000 classes" "$T/tdn.err" \
+    && [ "$(grep -c warning "$T/tdn.err")" -eq 1 ] && ok "a calibration source of 10 classes is warned about, the other not" \
+    || bad "class-coverage warning: $(cat "$T/tdn.err")"
 
 # per-layer policy file: written, replayed to the same bytes; bad files fail with file:line
 $TERN quantize "$R20" -o "$T/p1.tern" $CAL --layer 3=4:2 --layer /layer3/layer3.0/conv1/Conv=t:all --write-layers "$T/p.txt" > /dev/null \

@@ -176,8 +176,7 @@ int cmd_quantize(int argc, char **argv) {
     size_t per = (size_t)m->c * m->h * m->w;
     px = tern_malloc(per * (size_t)calib_count);
     if (!idx || !px) { rc = cli_fail("quantize"); goto done; }
-    for (int i = 0; i < ncal0; i++)
-        if (tern_dataset_read(ds, idx[i], px + per * (size_t)i, NULL)) { rc = cli_fail("quantize"); goto done; }
+    if (tern_calib_read(ds, o.calib, idx, ncal0, px, per)) { rc = cli_fail("quantize"); goto done; }
     /* further sources: each its equal share, spread over it, after the first source's images */
     int total = ncal0;
     for (int s = 0; s < nextra; s++) {
@@ -185,9 +184,9 @@ int cmd_quantize(int argc, char **argv) {
         o.data = extra[s];
         if (cli_dataset_open(&o, m, &dx)) { rc = cli_fail("quantize"); goto done; }
         int share = calib_count / (nextra + 1) + (calib_count % (nextra + 1) > s + 1);
-        int *ix = cli_subset(tern_dataset_count(dx), &share, calib_offset), bad = !ix;
-        for (int i = 0; !bad && i < share; i++)
-            bad = tern_dataset_read(dx, ix[i], px + per * (size_t)total++, NULL) != TERN_STATUS_OK;
+        int *ix = cli_subset(tern_dataset_count(dx), &share, calib_offset);
+        int bad = !ix || tern_calib_read(dx, extra[s], ix, share, px + per * (size_t)total, per) != TERN_STATUS_OK;
+        total += share;
         free(ix);
         tern_dataset_free(dx);
         if (bad) { rc = cli_fail("quantize"); goto done; }

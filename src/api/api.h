@@ -33,6 +33,12 @@ enum tern_status tern_max_drop_search(const tern_budget *b, tern_qopts *q, doubl
 /* Indices offset + i*n/count of `count` items spread evenly over n (count <= 0: all; clipped to
  * what fits after offset). malloc'ed; NULL on OOM. */
 int *tern_spread(int n, int *count, int offset);
+/* Read calibration items idx[0..n) of ds into px ([n][per] bytes). If ds is labelled and those
+ * images cover fewer than a fifth of the classes they could (min(n, classes)), warn on stderr
+ * naming src: the post-training pass fits the images it sees, and images of a few classes fit
+ * the model's other classes badly (docs/RESULTS.md: imagenette's 10 classes mixed into the
+ * calibration cost Tiny Darknet 2.8 and SqueezeNet 4.4 points on held-out images). */
+enum tern_status tern_calib_read(tern_dataset *ds, const char *src, const int *idx, int n, uint8_t *px, size_t per);
 /* FP32 logits [n][classes] of n images px ([n][c][h][w] uint8) normalised (p/255 - mean) / std. */
 enum tern_status tern_fp32_logits(const tern_graph *g, const float mean[3], const float std[3], const uint8_t *px, int n,
                                   int threads, double *logits);

@@ -16,6 +16,26 @@ int *tern_spread(int n, int *count, int offset) {
     return idx;
 }
 
+enum tern_status tern_calib_read(tern_dataset *ds, const char *src, const int *idx, int n, uint8_t *px, size_t per) {
+    int nc = tern_dataset_nclasses(ds), labelled = nc > 0, covered = 0;
+    char *seen = nc > 0 ? tern_calloc((size_t)nc, 1) : NULL;
+    if (nc > 0 && !seen) return TERN_STATUS_NOMEM;
+    enum tern_status st = TERN_STATUS_OK;
+    for (int i = 0; i < n && !st; i++) {
+        int lab = -1;
+        st = tern_dataset_read(ds, idx[i], px + per * (size_t)i, &lab);
+        if (st || !labelled) continue;
+        if (lab < 0 || lab >= nc) labelled = 0;
+        else if (!seen[lab]) seen[lab] = 1, covered++;
+    }
+    free(seen);
+    int could = n < nc ? n : nc;
+    if (!st && labelled && n > 0 && covered * 5 < could)
+        fprintf(stderr, "tern: warning: calibration source %s: its %d images cover %d of the model's %d classes; the post-training "
+                        "pass fits the images it sees, and images of more classes generalise better\n", src, n, covered, nc);
+    return st;
+}
+
 enum tern_status tern_fp32_logits(const tern_graph *g, const float mean[3], const float std[3], const uint8_t *px, int n,
                                   int threads, double *logits) {
     const tern_value *in = &g->values[g->input];
@@ -245,8 +265,7 @@ enum tern_status tern_quantize_file(const char *onnx_path, const char *out_path,
     size_t per = (size_t)c * h * w;
     px = idx ? tern_malloc(per * (size_t)count) : NULL;
     if (!px) { st = TERN_STATUS_NOMEM; goto done; }
-    for (int i = 0; i < count && !st; i++) st = tern_dataset_read(ds, idx[i], px + per * (size_t)i, NULL);
-    if (st) goto done;
+    if ((st = tern_calib_read(ds, o.calib, idx, count, px, per))) goto done;
     if (o.max_drop >= 0)
         st = tern_quantize_max_drop(g, &q, ds, idx, px, count, o.drop_count, o.max_drop, o.drop_margin, o.min_replaced, !o.verbose, &qm);
     else st = tern_quantize(g, &q, px, count, &qm);
