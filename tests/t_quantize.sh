@@ -6,7 +6,8 @@
 #  - 8-bit weights stay within 0.3 point of FP32 on the CIFAR-10 test set (integer engine's own top-1);
 #  - logits are identical under every ISA level and thread count;
 #  - a --write-layers policy file replays to the same bytes with --layers; bad policy lines and
-#    unknown layer names fail cleanly; --sensitivity reports every low-precision layer.
+#    unknown layer names fail cleanly; --sensitivity reports every low-precision layer;
+#  - a --max-drop search gives the bytes of a fresh run with the policy it wrote.
 # These check the engine and the format, so they use the plain quantizer (--plain: fast); the
 # default post-training path is checked in t_accuracy.sh.
 . "$(dirname "$0")/lib.sh"
@@ -97,6 +98,15 @@ for bl in "foo" "3=t:x" "nosuchlayer=8"; do
     $TERN quantize "$R20" -o "$T/bad.tern" $CAL --layers "$T/bad.txt" > /dev/null 2> "$T/err"; rc=$?
     [ $rc -ne 0 ] && [ ! -e "$T/bad.tern" ] && grep -q "tern quantize:" "$T/err" && ok "--layers '$bl': exit $rc, no output ($(head -c 90 "$T/err"))" || bad "--layers '$bl' rc $rc"
 done
+
+# --max-drop reuses the calibration and the pass's unchanged layers from step to step (src/quant/cache.c):
+# its result must be the bytes of a fresh quantization with the policy it chose
+MD="--calib $D/cifar10/data_batch_1.bin --preset cifar --calib-count 64 --opt-images 16 --threads 2 --quiet"
+if $TERN quantize "$R20" -o "$T/md.tern" $MD --drop-count 200 --max-drop 0 --min-replaced 0.93 --write-layers "$T/md.txt" > /dev/null 2> "$T/md.err"; then
+    steps=$(grep -c "max-drop: layer" "$T/md.err")
+    $TERN quantize "$R20" -o "$T/md2.tern" $MD --layers "$T/md.txt" > /dev/null && cmp -s "$T/md.tern" "$T/md2.tern" && [ "$steps" -ge 3 ] \
+        && ok "--max-drop after $steps steps: the same bytes as quantizing afresh with its --write-layers policy" || bad "--max-drop ($steps steps) differs from its replay"
+else bad "quantize --max-drop: $(head -c 300 "$T/md.err")"; fi
 
 # --sensitivity: one row per low-precision layer (the 18 body layers; first and last are 8-bit)
 if $TERN quantize "$R20" $CAL --calib-count 64 --drop-count 300 --sensitivity --json > "$T/s.json" 2> "$T/s.err"; then

@@ -67,6 +67,16 @@ void tern_q_fold_input(const tern_qopts *o, float *w, float *bias, int cout, int
 enum tern_status tern_q_calibrate(qctx *q, const uint8_t *calib, int ncalib);
 /* optimize.c */
 enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib);
+/* cache.c: a tern_qcache's two parts. get: 1 and q's state filled if the cache holds it for
+ * these images and options; put: store what this run computed. A weight layer's result is kept
+ * with the precision it ran with; layer_get (ol NULL: only compare the precision) also adds its
+ * "many dead inputs" flag to *ndead / *dead_first; layer_drop forgets one. */
+int tern_qcache_get_calib(tern_qcache *c, qctx *q, const uint8_t *calib, int ncalib);
+void tern_qcache_put_calib(tern_qcache *c, const qctx *q, const uint8_t *calib, int ncalib);
+int tern_qcache_pass_begin(tern_qcache *c, const qctx *q, const uint8_t *calib, int ncalib);
+int tern_qcache_layer_get(tern_qcache *c, int widx, const tern_wpolicy *pol, opt_layer *ol, int *ndead, int *dead_first);
+void tern_qcache_layer_put(tern_qcache *c, int widx, const tern_wpolicy *pol, const opt_layer *ol, int cout, int K, int dead);
+void tern_qcache_layer_drop(tern_qcache *c, int widx);
 /* build.c */
 enum tern_status tern_q_build(qctx *q, tern_qmodel *m);
 /* policy.c: the precision of weight layer l: the defaults, the

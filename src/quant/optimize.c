@@ -469,6 +469,9 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
     }
     double t_start = tern_now();
     int ndead = 0, dead_first = -1; /* layers with input channels never active */
+    /* the earlier layers' results, while their precision is unchanged (src/quant/cache.c) */
+    tern_qcache *cache = tern_qcache_pass_begin(o->cache, q, calib, ncalib) ? o->cache : NULL;
+    int reuse = cache != NULL;
     for (int li = 0; li < q->nll && !st; li++) {
         const low_layer *l = &q->ll[li];
         if (l->widx < 0) continue;
@@ -476,7 +479,14 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         const qt_info *xt = &q->qt[l->in[0]], *yt = &q->qt[l->out];
         tern_wpolicy pol = tern_q_layer_policy(q, l);
         int groups = n->op == TERN_OP_CONV ? (int)n->a.group : 1;
-        if (groups != 1) continue; /* grouped convs keep the plain quantizer */
+        if (reuse && !tern_qcache_layer_get(cache, l->widx, &pol, groups != 1 ? NULL : &q->wl[l->widx], &ndead, &dead_first)) {
+            reuse = 0; /* from here on every layer is computed, and what the cache held after it is stale */
+            for (int j = l->widx; j < q->nweight; j++) tern_qcache_layer_drop(cache, j);
+        }
+        if (groups != 1) { /* grouped convs keep the plain quantizer */
+            if (cache && !reuse) tern_qcache_layer_put(cache, l->widx, &pol, NULL, 0, 0, 0);
+            continue;
+        }
         int kh = n->op == TERN_OP_CONV ? (int)n->a.kernel[0] : xt->h, kw = n->op == TERN_OP_CONV ? (int)n->a.kernel[1] : xt->w;
         int khw = kh * kw, cing = xt->c, K = cing * khw, cout = yt->c;
         int wtype = pol.wtype, N = pol.N, ncl = pol.ncl, qmax = pol.qmax;
@@ -486,6 +496,12 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         int *nzi = NULL;
         opt_stats S = {0};
         opt_layer *ol = &q->wl[l->widx];
+        int dead_here = 0;
+        if (reuse) { /* the cached codes, scales and bias: only the simulation needs them */
+            wq = tern_malloc(sizeof(float) * (size_t)cout * K);
+            if (!wq) { st = TERN_STATUS_NOMEM; goto next; }
+            goto store;
+        }
         if ((st = tern_q_weights_of(q, l, &w, &bias))) goto next;
         if (l->in[0] == 0) tern_q_fold_input(o, w, bias, cout, 1, cing, khw);
         ol->codes = tern_malloc((size_t)cout * K);
@@ -517,7 +533,8 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
         if (!S.sx || !S.sy || !S.syy || !S.gxx || !S.gxy || !X || !Y) { st = TERN_STATUS_NOMEM; goto next; }
         gather G = {.q = q, .l = l, .sim = &sim, .S = &S, .X = X, .Y = Y, .stride = stride, .B = B};
         if ((st = cut_advance(&fp, ni + 1, 0, gather_cb, &G))) goto next;
-        ndead += warn_degenerate(&S, n, l->widx, cing, khw, nimg, o->verbose, &dead_first);
+        dead_here = warn_degenerate(&S, n, l->widx, cing, khw, nimg, o->verbose, &dead_first);
+        ndead += dead_here;
         /* H (symmetric, full), damped */
         H = tern_malloc(sizeof(double) * (size_t)K * K);
         tv = tern_malloc(sizeof(double) * (size_t)K);
@@ -584,10 +601,12 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
                 ol->bias[oc] = (float)(my - d);
             }
         }
+        if (cache) tern_qcache_layer_put(cache, l->widx, &pol, ol, cout, K, dead_here);
+    store:
         for (int oc = 0; oc < cout; oc++)
             for (int k = 0; k < K; k++)
                 wq[(size_t)oc * K + k] = ol->scales[(size_t)oc * ncl + k / cper] * ol->codes[(size_t)oc * K + k];
-        if (o->verbose) {
+        if (o->verbose && !reuse) {
             double v_all = 0;
             for (int oc = 0; oc < cout; oc++) {
                 e_opt += row_err(&S, oc, wq + (size_t)oc * K, &vy);

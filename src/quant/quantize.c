@@ -45,7 +45,10 @@ enum tern_status tern_quantize(const tern_graph *g, const tern_qopts *o, const u
     if (!st && !m) st = TERN_STATUS_NOMEM;
     if (st) goto done;
     if ((st = tern_q_lower(&q))) goto done;
-    if ((st = tern_q_calibrate(&q, calib, ncalib))) goto done;
+    if (!tern_qcache_get_calib(o->cache, &q, calib, ncalib)) {
+        if ((st = tern_q_calibrate(&q, calib, ncalib))) goto done;
+        tern_qcache_put_calib(o->cache, &q, calib, ncalib);
+    }
     if ((o->bias_corr || o->opt_scales || o->opt_round) && (st = tern_q_optimize(&q, calib, ncalib))) goto done;
     if ((st = tern_q_build(&q, m))) goto done;
     const tern_qtensor *t0 = &m->tensors[0];

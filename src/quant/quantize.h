@@ -49,7 +49,17 @@ typedef struct tern_qopts {
     float opt_mix;              /* target of the scale refit and code search: (1 - mix) x the FP32
                                  * network's output + mix x the FP32 weights on the simulated input
                                  * (0: the FP32 output alone, the default; 1: GPTQ's symmetric target) */
+    struct tern_qcache *cache;  /* if set: results carried from one tern_quantize call to the next */
 } tern_qopts;
+
+/* What tern_quantize calls on the same graph and calibration images (the same buffer) can share
+ * when only per-layer precision changes between them, as in the --max-drop search: the
+ * calibration exponents, and the post-training pass's result for every weight layer up to the
+ * first whose precision changed (src/quant/cache.c). The bytes are those of a fresh run. One
+ * cache serves one sequence of calls, not several threads at once. */
+typedef struct tern_qcache tern_qcache;
+tern_qcache *tern_qcache_new(void);
+void tern_qcache_free(tern_qcache *c);
 
 /* How opt_round chooses the codes (src/quant/optimize.c): coordinate descent from the plain
  * quantizer's codes; GPTQ error feedback (src/quant/gptq.h); GPTQ, then coordinate descent. */
