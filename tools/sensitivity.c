@@ -117,10 +117,13 @@ int cli_sensitivity(const tern_graph *g, const tern_qopts *q, tern_dataset *ds, 
         else printf("sensitivity on %d held-out calibration images (FP32 top-1 %.2f %%), one layer low precision at a time:\n"
                     "%5s  %-40s %-6s %8s %7s %8s %9s\n", drop_count, fp_top1, "layer", "name", "spec", "top-1 %", "drop", "KL", "SQNR dB");
     }
+    /* one calibration for all the rows, and the pass re-run only from the row's layer on */
+    tern_qcache *cache = st ? NULL : tern_qcache_new();
     for (int i = 0, first = 1; !st && i < p->nlayers; i++) {
         const tern_qplan_layer *L = &p->layers[i];
         if (L->widx < 0 || L->pol.wtype == TERN_WTYPE_INT8) continue;
         tern_qopts t = *q;
+        t.cache = cache;
         char key[16];
         t.wtype = TERN_WTYPE_INT8;
         t.nrules = 1;
@@ -145,6 +148,7 @@ int cli_sensitivity(const tern_graph *g, const tern_qopts *q, tern_dataset *ds, 
         first = 0;
     }
     if (!st && json) printf("]}\n");
+    tern_qcache_free(cache);
     tern_qplan_free(p);
     free(didx);
     free(px);
