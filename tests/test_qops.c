@@ -285,8 +285,54 @@ static void test_lut_mul_exec(void) {
     tern_qmodel_free(m2);
 }
 
+/* REQUANT layers (exponent alignment, e.g. before a concat): u8 -> s8 with a left shift, s8 -> u8
+ * with a rounding right shift, u8 -> s8 with both and narrow clamps; every byte value once. The
+ * engine (an 8-bit requant runs as a table built from the formula) against the formula in int64. */
+static int64_t rq_formula(int64_t x, int la, int rs, int lo, int hi) {
+    int64_t v = x * ((int64_t)1 << la);
+    if (rs > 0) v = (v + ((int64_t)1 << (rs - 1))) >> rs;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+static void test_requant_exec(void) {
+    enum { C = 4, H = 8, W = 8 };   /* 256 input bytes: each value once */
+    tern_qmodel *m = calloc(1, sizeof *m);
+    m->in_c = C; m->in_h = H; m->in_w = W; m->nclasses = C * H * W;
+    m->ntensors = 4; m->nlayers = 3; m->output = 3;
+    m->tensors = calloc(4, sizeof *m->tensors);
+    m->layers = calloc(3, sizeof *m->layers);
+    m->tensors[0] = (tern_qtensor){C, H, W, 0, 0, 0};
+    m->tensors[1] = (tern_qtensor){C, H, W, 1, 2, 0};
+    m->tensors[2] = (tern_qtensor){C, H, W, 0, -1, 0};
+    m->tensors[3] = (tern_qtensor){C, H, W, 1, -2, 0};   /* exp out = exp in + la - rs */
+    static const int la[3] = {2, 0, 1}, rs[3] = {0, 3, 2}, lo[3] = {-128, 0, -100}, hi[3] = {127, 255, 90};
+    for (int i = 0; i < 3; i++) {
+        m->layers[i] = (tern_qlayer){.op = TERN_QOP_REQUANT, .nin = 1, .in = {i}, .out = i + 1, .la = la[i], .rs = rs[i], .qmin = lo[i], .qmax = hi[i]};
+        snprintf(m->layers[i].name, sizeof m->layers[i].name, "requant%d", i);
+    }
+    CHECK(tern_qmodel_validate(m, "requant model") == TERN_STATUS_OK, "validate: %s", tern_last_error());
+    uint8_t px[C * H * W];
+    int32_t want[C * H * W];
+    for (int i = 0; i < C * H * W; i++) px[i] = (uint8_t)(i * 97 + 13);   /* 97 is odd: a permutation of 0..255 */
+    for (int c = 0; c < C; c++)
+        for (int p = 0; p < H * W; p++) {   /* px is CHW, the logits follow the output's HWC order */
+            int64_t v = px[c * H * W + p];
+            for (int i = 0; i < 3; i++) v = rq_formula(v, la[i], rs[i], lo[i], hi[i]);
+            want[p * C + c] = (int32_t)v;
+        }
+    for (int isa = TERN_ISA_REF; isa <= (int)tern_cpu_isa(); isa++) {
+        tern_qexec *e;
+        const int32_t *lg;
+        if (tern_qexec_new(m, 1, 1, (enum tern_isa)isa, &e)) { CHECK(0, "exec: %s", tern_last_error()); continue; }
+        CHECK(tern_qexec_run(e, px, 1, &lg) == TERN_STATUS_OK, "run");
+        CHECK(!memcmp(lg, want, sizeof want), "isa %d: requant chain differs from the formula", isa);
+        tern_qexec_free(e);
+    }
+    tern_qmodel_free(m);
+}
+
 int main(void) {
     RUN(test_lut_mul_exec);
+    RUN(test_requant_exec);
     RUN(test_max_and_pool);
     RUN(test_ref_formula);
     RUN(test_avx2_exact);

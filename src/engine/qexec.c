@@ -76,6 +76,15 @@ static void op_requant(const tern_qexec *e, const tern_qlayer *L, int img) {
     size_t n = (size_t)ty->c * ty->h * ty->w;
     const uint8_t *x = at(e, L->in[0], img);
     uint8_t *y = at(e, L->out, img);
+    if (!tx->wide && !ty->wide) {   /* 8-bit to 8-bit: the same formula, once per byte value, then a table lookup */
+        uint8_t lut[256];
+        for (int v = 0; v < 256; v++) {
+            const int64_t xv = tx->is_signed ? (int8_t)v : v;   /* load_elem of the byte v */
+            lut[v] = (uint8_t)clamp32(rshift_round(xv * ((int64_t)1 << L->la), L->rs), L->qmin, L->qmax);
+        }
+        tern_lut_ref(x, n, lut, y);
+        return;
+    }
     for (size_t i = 0; i < n; i++)
         store_elem(ty, y, i, clamp32(rshift_round((int64_t)load_elem(tx, x, i) << L->la, L->rs), L->qmin, L->qmax));
 }
