@@ -127,7 +127,13 @@ $TERN quantize "$R20" -o "$T/p0.tern" $PT > /dev/null 2>&1 && $TERN quantize "$R
     && $TERN quantize "$R20" -o "$T/p2.tern" $PT --opt-mix 0.25 > /dev/null 2>&1 \
     && cmp -s "$T/p0.tern" "$T/p1.tern" && ! cmp -s "$T/p0.tern" "$T/p2.tern" \
     && ok "--opt-mix 0 --opt-rows 65536 give the default's bytes; --opt-mix 0.25 differs" || bad "--opt-mix / --opt-rows defaults"
-for badopt in "--opt-mix 1.5" "--opt-mix -0.1" "--opt-mix x" "--opt-rows 0"; do
+# --opt-actq: 0 is the default's bytes; 1 (activations rounded to their grid in the pass's
+# simulation) differs, and gives the same bytes twice
+$TERN quantize "$R20" -o "$T/q0.tern" $PT --opt-actq 0 > /dev/null 2>&1 && $TERN quantize "$R20" -o "$T/q1.tern" $PT --opt-actq 1 > /dev/null 2>&1 \
+    && $TERN quantize "$R20" -o "$T/q2.tern" $PT --opt-actq 1 > /dev/null 2>&1 \
+    && cmp -s "$T/p0.tern" "$T/q0.tern" && ! cmp -s "$T/p0.tern" "$T/q1.tern" && cmp -s "$T/q1.tern" "$T/q2.tern" \
+    && ok "--opt-actq 0 gives the default's bytes; --opt-actq 1 differs, the same bytes twice" || bad "--opt-actq"
+for badopt in "--opt-mix 1.5" "--opt-mix -0.1" "--opt-mix x" "--opt-rows 0" "--opt-actq 2" "--opt-actq x"; do
     $TERN quantize "$R20" -o "$T/bo.tern" $PT $badopt > /dev/null 2> "$T/err"; rc=$?
     [ $rc -eq 2 ] && [ ! -e "$T/bo.tern" ] && grep -q "bad --opt-" "$T/err" && ok "'$badopt' refused: $(head -c 80 "$T/err")" || bad "'$badopt': rc $rc"
 done

@@ -36,6 +36,8 @@ static const char *help =
     "  --opt-rows R          positions (patches) per layer in their statistics, spread over those images (default 65536)\n"
     "  --opt-mix X           target of the scale refit and code search: (1-X) x the FP32 network's output + X x the\n"
     "                        FP32 weights on the quantized network's input (0..1, default 0)\n"
+    "  --opt-actq 0|1        the post-training pass's simulation rounds activations to their 8-bit grid (1) or keeps\n"
+    "                        them float (0, the default)\n"
     "  --opt-method M        how --opt-round chooses codes: cd (coordinate descent), gptq (error feedback),\n                        gptq+cd (both; the default)\n"
     "  --verbose             per-layer progress of the above\n"
     "  --max-drop D          accuracy budget: raise precision (t:1 or 4-bit) on the most sensitive layers, priced by the\n"
@@ -132,6 +134,11 @@ int cmd_quantize(int argc, char **argv) {
         else if (!strcmp(a, "--opt-mix")) {
             char *end;
             if (!v || (q.opt_mix = strtof(argv[++i], &end)) < 0 || q.opt_mix > 1 || *end) { fprintf(stderr, "tern quantize: bad --opt-mix (0..1)\n"); return 2; }
+        }
+        else if (!strcmp(a, "--opt-actq")) {
+            const char *mm = v ? argv[++i] : "";
+            if (!strcmp(mm, "0") || !strcmp(mm, "1")) q.opt_actq = mm[0] - '0';
+            else { fprintf(stderr, "tern quantize: bad --opt-actq '%s' (0 or 1)\n", mm); return 2; }
         }
         else if (!strcmp(a, "--opt-rows")) {
             if (!v || (q.opt_rows = atoi(argv[++i])) < 1) { fprintf(stderr, "tern quantize: bad --opt-rows\n"); return 2; }

@@ -79,7 +79,8 @@ void tern_qcache_put_calib(tern_qcache *c, const qctx *q, const uint8_t *calib, 
 static int same_pass(const tern_qopts *a, const tern_qopts *b) {
     return a->trule == b->trule && a->bias_corr == b->bias_corr && a->opt_scales == b->opt_scales && a->opt_round == b->opt_round &&
            a->opt_images == b->opt_images && a->opt_flip == b->opt_flip && a->opt_damp == b->opt_damp &&
-           a->opt_method == b->opt_method && a->opt_rows == b->opt_rows && a->opt_mix == b->opt_mix;
+           a->opt_method == b->opt_method && a->opt_rows == b->opt_rows && a->opt_mix == b->opt_mix &&
+           a->opt_actq == b->opt_actq;
 }
 
 int tern_qcache_pass_begin(tern_qcache *c, const qctx *q, const uint8_t *calib, int ncalib) {

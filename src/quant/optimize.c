@@ -194,12 +194,62 @@ typedef struct {
     int pos;                    /* nodes [0, pos) have run */
     int nbatch, B, nimg;
     float **live;               /* [nbatch][nvalues] cut activations (NULL: not crossing the cut) */
+    const signed char *grid;    /* [nvalues] or NULL: values rounded to the 8-bit DFP grid as produced */
+    const int *grid_exp;        /* [nvalues] their exponents */
 } cut_state;
 
 static size_t per_image(const tern_value *v) {
     size_t n = 1;
     for (int d = 1; d < v->ndim; d++) n *= (size_t)v->dims[d];
     return n;
+}
+
+/* --opt-actq: a node's output that is a lowered integer tensor is rounded in place, as the engine
+ * stores it: m = floor(y 2^f + 1/2) (the engine's rounding shift rounds halves up), clamped to
+ * 0..255 (grid 1) or -128..127 (grid 2), y = m 2^-f. The scaling by 2^f is exact in double. */
+typedef struct { const signed char *grid; const int *exp; } actq_arg;
+
+static void actq_observe(void *arg, const tern_node *n, const float *y, const int64_t *dims, int ndim) {
+    const actq_arg *A = arg;
+    int v = n->out[0];
+    if (v < 0 || !A->grid[v]) return;
+    int64_t cnt = 1;
+    for (int d = 0; d < ndim; d++) cnt *= dims[d];
+    const double sc = ldexp(1.0, A->exp[v]), inv = ldexp(1.0, -A->exp[v]);
+    const double lo = A->grid[v] == 2 ? -128 : 0, hi = A->grid[v] == 2 ? 127 : 255;
+    float *w = (float *)y; /* the executor's own buffer of this output */
+    for (int64_t i = 0; i < cnt; i++) {
+        double m = floor((double)w[i] * sc + 0.5);
+        w[i] = (float)((m < lo ? lo : m > hi ? hi : m) * inv);
+    }
+}
+
+/* The grid of every graph value that defines a lowered (non-wide) tensor: the exponent the build
+ * gives it (shared exponents resolved, average pools capped as in tern_q_build). */
+static enum tern_status actq_grid(const qctx *q, signed char *grid, int *gexp) {
+    const tern_graph *g = q->g;
+    int *e = tern_malloc(sizeof(int) * (size_t)(q->nqt + 1));
+    if (!e) return TERN_STATUS_NOMEM;
+    for (int t = 0; t < q->nqt; t++) e[t] = q->qt[t].exp;
+    for (int i = 0; i < q->nll; i++) {
+        const low_layer *l = &q->ll[i];
+        if (q->qt[l->out].same_as >= 0) e[l->out] = e[q->qt[l->out].same_as];
+        if (l->op == TERN_QOP_AVGPOOL || l->op == TERN_QOP_GLOBALAVGPOOL) {
+            const qt_info *tx = &q->qt[l->in[0]];
+            int n1 = l->op == TERN_QOP_GLOBALAVGPOOL ? tx->h * tx->w : 1, lg = 0;
+            while ((1 << lg) < n1) lg++;
+            if (!q->qt[l->out].wide && e[l->out] > e[l->in[0]] + lg - 1) e[l->out] = e[l->in[0]] + lg - 1;
+        }
+    }
+    for (int v = 0; v < g->nvalues; v++) grid[v] = 0, gexp[v] = 0;
+    for (int t = 1; t < q->nqt; t++) {
+        const qt_info *qt = &q->qt[t];
+        if (qt->wide || q->vmap[qt->value] != t) continue;
+        grid[qt->value] = qt->is_signed ? 2 : 1;
+        gexp[qt->value] = e[t];
+    }
+    free(e);
+    return TERN_STATUS_OK;
 }
 
 /* Called after each batch of an advance, with the executor holding every value of the segment. */
@@ -223,7 +273,9 @@ static enum tern_status cut_advance(cut_state *cs, int pos2, int commit, cut_cb 
     seg.input = seg.output = v0;
     tern_fp32_ctx *x = tern_fp32_ctx_new(&seg);
     enum tern_status st = x ? TERN_STATUS_OK : TERN_STATUS_NOMEM;
+    actq_arg A = {cs->grid, cs->grid_exp};
     if (x) x->keep_all = 1;
+    if (x && cs->grid) { x->observe = actq_observe; x->observe_arg = &A; }
     for (int b = 0; b < cs->nbatch && !st; b++) {
         float **L = cs->live + (size_t)b * g->nvalues;
         int nb = cs->nimg - b * cs->B < cs->B ? cs->nimg - b * cs->B : cs->B;
@@ -431,6 +483,8 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
     int *owned_n = tern_malloc(sizeof(int) * (size_t)(2 * nweight + 2));
     float **owned = tern_calloc((size_t)(2 * nweight + 2), sizeof(float *));
     int *last = tern_malloc(sizeof(int) * (size_t)g->nvalues + 1);
+    signed char *grid = o->opt_actq ? tern_malloc((size_t)g->nvalues + 1) : NULL;
+    int *grid_exp = o->opt_actq ? tern_malloc(sizeof(int) * (size_t)g->nvalues + 1) : NULL;
     int nowned = 0;
     const qt_info *t0 = &q->qt[0];
     int nsrc = tern_q_opt_images(o, g, ncalib);
@@ -440,7 +494,10 @@ enum tern_status tern_q_optimize(qctx *q, const uint8_t *calib, int ncalib) {
     cut_state fp = {.g = g, .last = last, .nbatch = nbatch, .B = B, .nimg = nimg};
     cut_state sim = {.g = &gs, .last = last, .nbatch = nbatch, .B = B, .nimg = nimg};
     enum tern_status st = TERN_STATUS_OK;
-    if (!q->wl || !gs.values || !owned_n || !owned || !last) { st = TERN_STATUS_NOMEM; goto out; }
+    if (!q->wl || !gs.values || !owned_n || !owned || !last || (o->opt_actq && (!grid || !grid_exp))) { st = TERN_STATUS_NOMEM; goto out; }
+    if (grid && (st = actq_grid(q, grid, grid_exp))) goto out;
+    sim.grid = grid;
+    sim.grid_exp = grid_exp;
     memcpy(gs.values, g->values, sizeof(tern_value) * (size_t)g->nvalues);
     fp.live = tern_calloc((size_t)nbatch * g->nvalues, sizeof(float *));
     sim.live = tern_calloc((size_t)nbatch * g->nvalues, sizeof(float *));
@@ -642,6 +699,8 @@ out:
     free(owned);
     free(owned_n);
     free(last);
+    free(grid);
+    free(grid_exp);
     free(gs.values);
     return st;
 }

@@ -49,6 +49,9 @@ typedef struct tern_qopts {
     float opt_mix;              /* target of the scale refit and code search: (1 - mix) x the FP32
                                  * network's output + mix x the FP32 weights on the simulated input
                                  * (0: the FP32 output alone, the default; 1: GPTQ's symmetric target) */
+    int opt_actq;               /* the simulation rounds every lowered activation to its calibrated 8-bit DFP
+                                 * grid (as the integer engine does), so the statistics and the bias
+                                 * correction see the inputs the engine feeds each layer (0: float) */
     struct tern_qcache *cache;  /* if set: results carried from one tern_quantize call to the next */
 } tern_qopts;
 
