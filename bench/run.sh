@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: everything measured side by side in one run on this machine.
-#  1. kernel benchmarks (results checked against the reference first), with the measured int8 peak;
+#  1. kernel benchmarks (results checked against the reference first), with the measured int8 peak,
+#     and (bench_mix) which instructions share the vpdpbusd issue slot on this CPU;
 #  2. models: tern integer engine (ternary N=4, default policy) vs tern FP32 vs ONNX Runtime FP32
 #     vs PyTorch FP32 and PyTorch int8 (oneDNN): ResNet-20 and ResNet-56 at batch 64, Tiny Darknet
 #     and SqueezeNet v1.1 at batch 1, 1 and 2 threads; then a table of ratios. A model tern cannot
@@ -42,6 +43,8 @@ if err=$(./tern quantize "$SQ" -o $OUT/squeezenet.tern --calib "$D/imagenet_samp
 else
     echo "skipped: squeezenet tern-int: $(echo "$err" | tail -1)" | tee -a $log
 fi
+echo "== what bounds the VNNI kernels: instruction mixes; zero-code groups a skipping kernel could use"
+"$BUILD/bench/bench_mix" $OUT/tiny_darknet.tern | tee -a $log
 echo "== peers"
 PEER_SECONDS=$SECS PEER_THREADS=$TH TERN_DATA=$D bash bench/peers/run_peers.sh 2>>$OUT/peers.err | tee -a $log
 echo "== summary (images/s; batch 64 for the ResNets, batch-1 latency as images/s for Tiny Darknet and SqueezeNet)"
