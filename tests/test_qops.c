@@ -330,8 +330,78 @@ static void test_requant_exec(void) {
     tern_qmodel_free(m);
 }
 
+/* Row splitting of the element-wise and pooling ops (batch-1 layers split by output rows over the
+ * threads when a tensor is 64 KB or more): a model of such tensors, REQUANT -> MAXPOOL 3x3 (generic
+ * path) -> LUT -> ADD -> CONCAT -> AVGPOOL 2x2 and MAXPOOL 2x2 (AVX2 path) -> CONCAT, run at
+ * 2 threads with batches 1 and 3 (rows split) against 1 thread, every tensor compared. */
+static void test_row_split_exec(void) {
+    enum { C = 16, H = 128, W = 128 };
+    tern_qmodel *m = calloc(1, sizeof *m);
+    m->in_c = C; m->in_h = H; m->in_w = W;
+    m->ntensors = 10; m->nlayers = 9; m->output = 9;
+    m->tensors = calloc(10, sizeof *m->tensors);
+    m->layers = calloc(9, sizeof *m->layers);
+    tern_qtensor *T = m->tensors;
+    T[0] = (tern_qtensor){C, H, W, 0, 0, 0};
+    T[1] = (tern_qtensor){C, H, W, 1, -1, 0};           /* requant */
+    T[2] = (tern_qtensor){C, H, W, 1, -1, 0};           /* maxpool 3x3 s1 p1 */
+    T[3] = (tern_qtensor){C, H, W, 0, -1, 0};           /* lut */
+    T[4] = (tern_qtensor){C, H, W, 1, -2, 0};           /* add */
+    T[5] = (tern_qtensor){2 * C, H, W, 1, -2, 0};       /* concat */
+    T[6] = (tern_qtensor){2 * C, H / 2, W / 2, 1, -2, 0};   /* avgpool 2x2 s2 */
+    T[7] = (tern_qtensor){2 * C, H / 2, W / 2, 1, -2, 0};   /* maxpool 2x2 s2 */
+    T[8] = (tern_qtensor){4 * C, H / 2, W / 2, 1, -2, 0};   /* concat: the output */
+    m->ntensors = 9; m->output = 8; m->nlayers = 8;
+    m->nclasses = 4 * C * (H / 2) * (W / 2);
+    tern_qlayer *L = m->layers;
+    L[0] = (tern_qlayer){.op = TERN_QOP_REQUANT, .nin = 1, .in = {0}, .out = 1, .la = 0, .rs = 1, .qmin = -128, .qmax = 127};
+    L[1] = (tern_qlayer){.op = TERN_QOP_MAXPOOL, .nin = 1, .in = {1}, .out = 2, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                         .pad_t = 1, .pad_l = 1, .pad_b = 1, .pad_r = 1, .qmin = -128, .qmax = 127};
+    L[2] = (tern_qlayer){.op = TERN_QOP_LUT, .nin = 1, .in = {1}, .out = 3, .qmin = 0, .qmax = 255};
+    L[2].lut = malloc(256);
+    for (int b = 0; b < 256; b++) L[2].lut[b] = (uint8_t)((b * 37 + 11) % 256);
+    L[3] = (tern_qlayer){.op = TERN_QOP_ADD, .nin = 2, .in = {2, 3}, .out = 4, .la = 0, .lb = 0, .rs = 1, .qmin = -128, .qmax = 127};
+    L[4] = (tern_qlayer){.op = TERN_QOP_CONCAT, .nin = 2, .in = {4, 4}, .out = 5, .qmin = -128, .qmax = 127};
+    L[5] = (tern_qlayer){.op = TERN_QOP_AVGPOOL, .nin = 1, .in = {5}, .out = 6, .kh = 2, .kw = 2, .sh = 2, .sw = 2, .qmin = -128, .qmax = 127};
+    L[5].nmult = 5;
+    L[5].mult = malloc(5 * sizeof(int32_t));
+    L[5].mshift = malloc(5);
+    for (int n = 0; n < 5; n++) L[5].mult[n] = n ? (int32_t)((1u << 31) / (unsigned)n - 1) : 0, L[5].mshift[n] = 0;
+    L[6] = (tern_qlayer){.op = TERN_QOP_MAXPOOL, .nin = 1, .in = {5}, .out = 7, .kh = 2, .kw = 2, .sh = 2, .sw = 2, .qmin = -128, .qmax = 127};
+    L[7] = (tern_qlayer){.op = TERN_QOP_CONCAT, .nin = 2, .in = {6, 7}, .out = 8, .qmin = -128, .qmax = 127};
+    for (int i = 0; i < 8; i++) snprintf(L[i].name, sizeof L[i].name, "layer%d", i);
+    CHECK(tern_qmodel_validate(m, "row split model") == TERN_STATUS_OK, "validate: %s", tern_last_error());
+    const size_t per = (size_t)C * H * W;
+    uint8_t *px = malloc(per * 3);
+    for (size_t i = 0; i < per * 3; i++) px[i] = (uint8_t)rnd();
+    int runs = 0;
+    for (int isa = TERN_ISA_REF; isa <= (int)tern_cpu_isa(); isa++)
+        for (int batch = 1; batch <= 3; batch += 2) {
+            tern_qexec *e1, *e2;
+            const int32_t *l1, *l2;
+            if (tern_qexec_new(m, batch, 1, (enum tern_isa)isa, &e1) || tern_qexec_new(m, batch, 2, (enum tern_isa)isa, &e2)) {
+                CHECK(0, "exec: %s", tern_last_error());
+                break;
+            }
+            CHECK(tern_qexec_keep_all(e1) == TERN_STATUS_OK && tern_qexec_keep_all(e2) == TERN_STATUS_OK, "keep_all");
+            CHECK(tern_qexec_run(e1, px, batch, &l1) == TERN_STATUS_OK && tern_qexec_run(e2, px, batch, &l2) == TERN_STATUS_OK, "run");
+            for (int t = 1; t < 9; t++)
+                for (int b = 0; b < batch; b++)
+                    CHECK(!memcmp(tern_qexec_tensor(e1, t, b), tern_qexec_tensor(e2, t, b), (size_t)T[t].c * T[t].h * T[t].w),
+                          "isa %d batch %d image %d: tensor %d differs between 1 and 2 threads", isa, batch, b, t);
+            CHECK(!memcmp(l1, l2, sizeof(int32_t) * (size_t)batch * m->nclasses), "isa %d batch %d: outputs differ", isa, batch);
+            tern_qexec_free(e1);
+            tern_qexec_free(e2);
+            runs++;
+        }
+    fprintf(stderr, "  %d configurations\n", runs);
+    free(px);
+    tern_qmodel_free(m);
+}
+
 int main(void) {
     RUN(test_lut_mul_exec);
+    RUN(test_row_split_exec);
     RUN(test_requant_exec);
     RUN(test_max_and_pool);
     RUN(test_ref_formula);

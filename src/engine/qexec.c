@@ -56,11 +56,14 @@ static inline void store_elem(const tern_qtensor *t, uint8_t *p, size_t i, int32
 static inline int32_t clamp32(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int32_t)v; }
 static inline int64_t rshift_round(int64_t v, int s) { return s > 0 ? (v + ((int64_t)1 << (s - 1))) >> s : v; }
 
-static void op_add(const tern_qexec *e, const tern_qlayer *L, int img) {
+/* Element-wise and pooling ops take output rows r0 .. r1-1 of one image (the layer-major path
+ * splits a small batch's layers by rows over the threads); an element-wise op's rows are the
+ * elements r0*W*C .. r1*W*C-1 of its NHWC tensors. */
+static void op_add(const tern_qexec *e, const tern_qlayer *L, int img, int r0, int r1) {
     const tern_qtensor *ta = &e->m->tensors[L->in[0]], *tb = &e->m->tensors[L->in[1]], *ty = &e->m->tensors[L->out];
-    size_t n = (size_t)ty->c * ty->h * ty->w;
-    const uint8_t *a = at(e, L->in[0], img), *b = at(e, L->in[1], img);
-    uint8_t *y = at(e, L->out, img);
+    const size_t row = (size_t)ty->c * ty->w, i0 = row * (size_t)r0, n = row * (size_t)(r1 - r0);
+    const uint8_t *a = at(e, L->in[0], img) + i0 * elem_size(ta), *b = at(e, L->in[1], img) + i0 * elem_size(tb);
+    uint8_t *y = at(e, L->out, img) + i0 * elem_size(ty);
     if (!ta->wide && !tb->wide && !ty->wide && L->la <= 23 && L->lb <= 23 && L->rs <= 30) {
         e->add(a, ta->is_signed, b, tb->is_signed, y, n, L->la, L->lb, L->rs, L->qmin, L->qmax);
         return;
@@ -71,11 +74,11 @@ static void op_add(const tern_qexec *e, const tern_qlayer *L, int img) {
     }
 }
 
-static void op_requant(const tern_qexec *e, const tern_qlayer *L, int img) {
+static void op_requant(const tern_qexec *e, const tern_qlayer *L, int img, int r0, int r1) {
     const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
-    size_t n = (size_t)ty->c * ty->h * ty->w;
-    const uint8_t *x = at(e, L->in[0], img);
-    uint8_t *y = at(e, L->out, img);
+    const size_t row = (size_t)ty->c * ty->w, i0 = row * (size_t)r0, n = row * (size_t)(r1 - r0);
+    const uint8_t *x = at(e, L->in[0], img) + i0 * elem_size(tx);
+    uint8_t *y = at(e, L->out, img) + i0 * elem_size(ty);
     if (!tx->wide && !ty->wide) {   /* 8-bit to 8-bit: the same formula, once per byte value, then a table lookup */
         uint8_t lut[256];
         for (int v = 0; v < 256; v++) {
@@ -89,18 +92,18 @@ static void op_requant(const tern_qexec *e, const tern_qlayer *L, int img) {
         store_elem(ty, y, i, clamp32(rshift_round((int64_t)load_elem(tx, x, i) << L->la, L->rs), L->qmin, L->qmax));
 }
 
-static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img, int tid) {
+static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img, int tid, int r0, int r1) {
     const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
     const uint8_t *x = at(e, L->in[0], img);
     uint8_t *y = at(e, L->out, img);
     int C = tx->c, H = tx->h, W = tx->w;
     if (L->op == TERN_QOP_MAXPOOL && !tx->wide && e->isa >= TERN_ISA_AVX2 && L->kh == 2 && L->kw == 2 && L->sh == 2 &&
         L->sw == 2 && !L->pad_t && !L->pad_l && C % 16 == 0 && 2 * ty->h <= H && 2 * ty->w <= W) {
-        tern_maxpool2x2__avx2(x, W, C, y, ty->h, ty->w, tx->is_signed);
+        tern_maxpool2x2__avx2(x + (size_t)2 * r0 * W * C, W, C, y + (size_t)r0 * ty->w * C, r1 - r0, ty->w, tx->is_signed);
         return;
     }
     if (L->op == TERN_QOP_MAXPOOL && !tx->wide) { /* NHWC: a window is a max over channel vectors */
-        for (int oy = 0; oy < ty->h; oy++)
+        for (int oy = r0; oy < r1; oy++)
             for (int ox = 0; ox < ty->w; ox++) {
                 uint8_t *d = y + ((size_t)oy * ty->w + ox) * C;
                 int first = 1;
@@ -120,13 +123,15 @@ static void op_pool(const tern_qexec *e, const tern_qlayer *L, int img, int tid)
             }
         return;
     }
-    if (L->op == TERN_QOP_GLOBALAVGPOOL) { /* its input is 8-bit: only the logits are wide, and no layer reads them */
+    if (L->op == TERN_QOP_GLOBALAVGPOOL) { /* its input is 8-bit: only the logits are wide, and no layer reads them;
+                                            * one output row: the first part does it */
+        if (r0 > 0) return;
         int32_t *sum = e->gap_sum[tid];
         e->chansum(x, tx->is_signed, (size_t)H * W, C, sum);
         for (int c = 0; c < C; c++) store_elem(ty, y, (size_t)c, tern_requant(sum[c], L->mult[1], L->mult[1], L->mshift[1], L->qmin, L->qmax));
         return;
     }
-    for (int oy = 0; oy < ty->h; oy++)
+    for (int oy = r0; oy < r1; oy++)
         for (int ox = 0; ox < ty->w; ox++)
             for (int c = 0; c < C; c++) {
                 int32_t best = INT32_MIN, n = 0;
@@ -192,24 +197,24 @@ static void op_slice(const tern_qexec *e, const tern_qlayer *L, int img) {
         }
 }
 
-static void op_concat(const tern_qexec *e, const tern_qlayer *L, int img) {
+static void op_concat(const tern_qexec *e, const tern_qlayer *L, int img, int r0, int r1) {
     const tern_qtensor *ty = &e->m->tensors[L->out];
     uint8_t *y = at(e, L->out, img);
     size_t es = elem_size(ty), off = 0;
     for (int i = 0; i < L->nin; i++) {
         const tern_qtensor *tx = &e->m->tensors[L->in[i]];
         const uint8_t *x = at(e, L->in[i], img);
-        for (size_t p = 0; p < (size_t)ty->h * ty->w; p++)
+        for (size_t p = (size_t)r0 * ty->w; p < (size_t)r1 * ty->w; p++)
             memcpy(y + (p * ty->c + off) * es, x + p * tx->c * es, (size_t)tx->c * es);
         off += (size_t)tx->c;
     }
 }
 
 /* LUT and MUL: the reference kernels at every ISA level (8-bit in and out; validated shapes). */
-static void op_lut(const tern_qexec *e, const tern_qlayer *L, int img) {
+static void op_lut(const tern_qexec *e, const tern_qlayer *L, int img, int r0, int r1) {
     const tern_qtensor *ty = &e->m->tensors[L->out];
-    tern_lut_ref(at(e, L->in[0], img), tensor_bytes(ty), L->lut,
-                 at(e, L->out, img));
+    const size_t row = (size_t)ty->c * ty->w;   /* 8-bit in and out */
+    tern_lut_ref(at(e, L->in[0], img) + row * (size_t)r0, row * (size_t)(r1 - r0), L->lut, at(e, L->out, img) + row * (size_t)r0);
 }
 
 static void op_mul(const tern_qexec *e, const tern_qlayer *L, int img) {
@@ -239,8 +244,8 @@ static void run_item(void *arg, int item, int tid) {
     const tern_qlayer *L = j->L;
     int img = item / j->chunks, part = item % j->chunks;
     if (L->op == TERN_QOP_CONV) {
-        const tern_qtensor *tx = &e->m->tensors[L->in[0]], *ty = &e->m->tensors[L->out];
-        int oh = ty->h, r0 = (int)((int64_t)oh * part / j->chunks), r1 = (int)((int64_t)oh * (part + 1) / j->chunks);
+        const tern_qtensor *tx = &e->m->tensors[L->in[0]];
+        int oh = e->m->tensors[L->out].h, r0 = (int)((int64_t)oh * part / j->chunks), r1 = (int)((int64_t)oh * (part + 1) / j->chunks);
         if (r0 >= r1) return;
         void *scratch = e->scratch[tid];
         const uint8_t *x = at(e, L->in[0], img);
@@ -260,14 +265,16 @@ static void run_item(void *arg, int item, int tid) {
                             r1, scratch);
         return;
     }
-    switch (L->op) {
-    case TERN_QOP_ADD: op_add(e, L, img); break;
-    case TERN_QOP_MAXPOOL: case TERN_QOP_AVGPOOL: case TERN_QOP_GLOBALAVGPOOL: op_pool(e, L, img, tid); break;
+    const int oh = e->m->tensors[L->out].h, r0 = (int)((int64_t)oh * part / j->chunks), r1 = (int)((int64_t)oh * (part + 1) / j->chunks);
+    if (r0 >= r1) return;
+    switch (L->op) {   /* the ops split by rows (row_split); the others run whole in part 0 (chunks 1) */
+    case TERN_QOP_ADD: op_add(e, L, img, r0, r1); break;
+    case TERN_QOP_MAXPOOL: case TERN_QOP_AVGPOOL: case TERN_QOP_GLOBALAVGPOOL: op_pool(e, L, img, tid, r0, r1); break;
     case TERN_QOP_PAD: op_pad(e, L, img); break;
     case TERN_QOP_SLICE: op_slice(e, L, img); break;
-    case TERN_QOP_CONCAT: op_concat(e, L, img); break;
-    case TERN_QOP_REQUANT: op_requant(e, L, img); break;
-    case TERN_QOP_LUT: op_lut(e, L, img); break;
+    case TERN_QOP_CONCAT: op_concat(e, L, img, r0, r1); break;
+    case TERN_QOP_REQUANT: op_requant(e, L, img, r0, r1); break;
+    case TERN_QOP_LUT: op_lut(e, L, img, r0, r1); break;
     case TERN_QOP_MUL: op_mul(e, L, img); break;
     case TERN_QOP_CHANPERM: op_chanperm(e, L, img); break;
     default: break;
@@ -473,17 +480,35 @@ enum tern_status tern_qexec_keep_all(tern_qexec *e) {
 const int64_t *tern_qexec_layer_ns(const tern_qexec *e) { return e->layer_ns; }
 const char *tern_qexec_kernel_name(const tern_qexec *e, int i) { return e->kern[i] ? e->kern[i]->name : NULL; }
 
-/* image b of the input: CHW pixels -> NHWC tensor 0 */
-static void load_input(tern_qexec *e, const uint8_t *px, int b) {
+/* image b of the input, rows y0 .. y1-1: CHW pixels -> NHWC tensor 0 */
+static void load_input(tern_qexec *e, const uint8_t *px, int b, int y0, int y1) {
     const tern_qtensor *t0 = &e->m->tensors[0];
     const size_t plane = (size_t)t0->h * t0->w, per = plane * t0->c;
     const uint8_t *s = px + (size_t)b * per;
     uint8_t *d = at(e, 0, b);
-    for (size_t p = 0; p < plane; p++)
+    for (size_t p = (size_t)y0 * t0->w; p < (size_t)y1 * t0->w; p++)
         for (int c = 0; c < t0->c; c++) d[p * t0->c + c] = s[(size_t)c * plane + p];
 }
 
-typedef struct { tern_qexec *e; const uint8_t *px; } image_job;
+typedef struct { tern_qexec *e; const uint8_t *px; int chunks; } image_job;
+
+static void load_input_item(void *arg, int item, int tid) {
+    const image_job *ij = arg;
+    const int h = ij->e->m->tensors[0].h, part = item % ij->chunks;
+    load_input(ij->e, ij->px, item / ij->chunks, (int)((int64_t)h * part / ij->chunks), (int)((int64_t)h * (part + 1) / ij->chunks));
+}
+
+/* Split by output rows in the layer-major path: convs, and, with more than one thread, the
+ * element-wise and pooling ops that take a row range when their output is large enough to pay for
+ * waking the other threads (ROW_SPLIT_BYTES per image: a ResNet-56 add of 16 KB is not, and
+ * splitting it made batch-1 latency at 2 threads worse; SqueezeNet's concats and pools are). */
+enum { ROW_SPLIT_BYTES = 64 * 1024 };
+static int row_split(const tern_qexec *e, const tern_qlayer *L, int nt) {
+    if (L->op == TERN_QOP_CONV) return 1;
+    return nt > 1 && tensor_bytes(&e->m->tensors[L->out]) >= ROW_SPLIT_BYTES &&
+           (L->op == TERN_QOP_ADD || L->op == TERN_QOP_MAXPOOL || L->op == TERN_QOP_AVGPOOL || L->op == TERN_QOP_CONCAT ||
+            L->op == TERN_QOP_REQUANT || L->op == TERN_QOP_LUT);
+}
 
 /* One image (item = image) through every layer, its input converted first: the image-major path
  * for batches that split evenly enough over the threads. With one thread the profile clock
@@ -491,7 +516,7 @@ typedef struct { tern_qexec *e; const uint8_t *px; } image_job;
 static void run_image(void *arg, int img, int tid) {
     tern_qexec *e = ((image_job *)arg)->e;
     const tern_qmodel *m = e->m;
-    load_input(e, ((image_job *)arg)->px, img);
+    load_input(e, ((image_job *)arg)->px, img, 0, m->tensors[0].h);
     for (int k = 0; k < m->nlayers; k++) {
         const int i = e->order[k];
         if (e->skip[i]) continue;
@@ -510,17 +535,18 @@ enum tern_status tern_qexec_run(tern_qexec *e, const uint8_t *px, int batch, con
     if (batch >= 4 * nt && !(e->profile && nt > 1)) {
         /* image-major: each thread takes an image and runs the whole network on it: no barrier
          * per layer, and an image's tensors stay in the core's cache from layer to layer */
-        image_job ij = {e, px};
+        image_job ij = {e, px, 1};
         tern_pool_run(e->pool, run_image, &ij, batch);
         goto logits;
     }
-    for (int b = 0; b < batch; b++) load_input(e, px, b);
+    image_job ij = {e, px, nt > 1 && tensor_bytes(&m->tensors[0]) >= ROW_SPLIT_BYTES ? TERN_MIN(nt, m->tensors[0].h) : 1};
+    tern_pool_run(e->pool, load_input_item, &ij, batch * ij.chunks);
     for (int k = 0; k < m->nlayers; k++) {
         const int i = e->order[k];
         const tern_qlayer *L = &m->layers[i];
         if (e->skip[i]) continue;   /* done by its conv */
         job j = {e, L, i, 1};
-        if (L->op == TERN_QOP_CONV && batch < 4 * nt) {
+        if (row_split(e, L, nt) && batch < 4 * nt) {
             int oh = m->tensors[L->out].h;
             j.chunks = 4 * nt < oh ? 4 * nt : oh;
         }
