@@ -142,13 +142,21 @@ static void make_add_layer(tern_qlayer *L, int a, int b, int out, int la, int lb
 /* input -> conv8 (u8) -> conv -> conv (s8) -> add(conv, t1) -> conv (s8) -> add(t4, conv), big
  * shifts -> conv -> add(conv, t6) s16 path, conv as second input -> conv, then a requant of
  * t8 (the conv must move after it to be fused) -> add -> logits (wide 1x1 conv) */
+/* An empty model: input C x H x W, ntensors tensors (tensor 0 the input, u8, exp 0), nlayers layers,
+ * the last tensor the output, nclasses outputs. */
+static tern_qmodel *new_model(int c, int h, int w, int ntensors, int nlayers, int nclasses) {
+    tern_qmodel *m = calloc(1, sizeof *m);
+    m->in_c = c; m->in_h = h; m->in_w = w; m->nclasses = nclasses;
+    m->ntensors = ntensors; m->nlayers = nlayers; m->output = ntensors - 1;
+    m->tensors = calloc((size_t)ntensors, sizeof *m->tensors);
+    m->layers = calloc((size_t)nlayers, sizeof *m->layers);
+    m->tensors[0] = (tern_qtensor){c, h, w, 0, 0, 0};
+    return m;
+}
+
 static tern_qmodel *fusion_model(void) {
     enum { H = 9, W = 13, C = 16 };
-    tern_qmodel *m = calloc(1, sizeof *m);
-    m->in_c = 3; m->in_h = H; m->in_w = W; m->nclasses = 10;
-    m->ntensors = 14; m->nlayers = 12; m->output = 13;
-    m->tensors = calloc(m->ntensors, sizeof *m->tensors);
-    m->layers = calloc(m->nlayers, sizeof *m->layers);
+    tern_qmodel *m = new_model(3, H, W, 14, 12, 10);
     const int sg[14] = {0, 0, 0, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 0};   /* as the layers' clamps say */
     for (int t = 0; t < 14; t++) m->tensors[t] = (tern_qtensor){t ? C : 3, H, W, sg[t], 5, 0};
     m->tensors[13] = (tern_qtensor){10, 1, 1, 0, 10, 1};
@@ -225,12 +233,7 @@ static void test_fused_add_exec(void) {
  * and after a save/load round trip, against the formulas of kernels.h evaluated here in int64. */
 static void test_lut_mul_exec(void) {
     enum { H = 5, W = 7, C = 3 };
-    tern_qmodel *m = calloc(1, sizeof *m);
-    m->in_c = C; m->in_h = H; m->in_w = W; m->nclasses = C * H * W;
-    m->ntensors = 6; m->nlayers = 5; m->output = 5;
-    m->tensors = calloc(6, sizeof *m->tensors);
-    m->layers = calloc(5, sizeof *m->layers);
-    m->tensors[0] = (tern_qtensor){C, H, W, 0, 0, 0};
+    tern_qmodel *m = new_model(C, H, W, 6, 5, C * H * W);
     m->tensors[1] = (tern_qtensor){C, H, W, 0, 3, 0};
     m->tensors[2] = (tern_qtensor){C, 1, 1, 0, 3, 0};
     m->tensors[3] = (tern_qtensor){C, H, W, 1, 4, 0};
@@ -295,12 +298,7 @@ static int64_t rq_formula(int64_t x, int la, int rs, int lo, int hi) {
 }
 static void test_requant_exec(void) {
     enum { C = 4, H = 8, W = 8 };   /* 256 input bytes: each value once */
-    tern_qmodel *m = calloc(1, sizeof *m);
-    m->in_c = C; m->in_h = H; m->in_w = W; m->nclasses = C * H * W;
-    m->ntensors = 4; m->nlayers = 3; m->output = 3;
-    m->tensors = calloc(4, sizeof *m->tensors);
-    m->layers = calloc(3, sizeof *m->layers);
-    m->tensors[0] = (tern_qtensor){C, H, W, 0, 0, 0};
+    tern_qmodel *m = new_model(C, H, W, 4, 3, C * H * W);
     m->tensors[1] = (tern_qtensor){C, H, W, 1, 2, 0};
     m->tensors[2] = (tern_qtensor){C, H, W, 0, -1, 0};
     m->tensors[3] = (tern_qtensor){C, H, W, 1, -2, 0};   /* exp out = exp in + la - rs */
@@ -336,13 +334,8 @@ static void test_requant_exec(void) {
  * 2 threads with batches 1 and 3 (rows split) against 1 thread, every tensor compared. */
 static void test_row_split_exec(void) {
     enum { C = 16, H = 128, W = 128 };
-    tern_qmodel *m = calloc(1, sizeof *m);
-    m->in_c = C; m->in_h = H; m->in_w = W;
-    m->ntensors = 10; m->nlayers = 9; m->output = 9;
-    m->tensors = calloc(10, sizeof *m->tensors);
-    m->layers = calloc(9, sizeof *m->layers);
+    tern_qmodel *m = new_model(C, H, W, 9, 8, 4 * C * (H / 2) * (W / 2));
     tern_qtensor *T = m->tensors;
-    T[0] = (tern_qtensor){C, H, W, 0, 0, 0};
     T[1] = (tern_qtensor){C, H, W, 1, -1, 0};           /* requant */
     T[2] = (tern_qtensor){C, H, W, 1, -1, 0};           /* maxpool 3x3 s1 p1 */
     T[3] = (tern_qtensor){C, H, W, 0, -1, 0};           /* lut */
@@ -351,8 +344,6 @@ static void test_row_split_exec(void) {
     T[6] = (tern_qtensor){2 * C, H / 2, W / 2, 1, -2, 0};   /* avgpool 2x2 s2 */
     T[7] = (tern_qtensor){2 * C, H / 2, W / 2, 1, -2, 0};   /* maxpool 2x2 s2 */
     T[8] = (tern_qtensor){4 * C, H / 2, W / 2, 1, -2, 0};   /* concat: the output */
-    m->ntensors = 9; m->output = 8; m->nlayers = 8;
-    m->nclasses = 4 * C * (H / 2) * (W / 2);
     tern_qlayer *L = m->layers;
     L[0] = (tern_qlayer){.op = TERN_QOP_REQUANT, .nin = 1, .in = {0}, .out = 1, .la = 0, .rs = 1, .qmin = -128, .qmax = 127};
     L[1] = (tern_qlayer){.op = TERN_QOP_MAXPOOL, .nin = 1, .in = {1}, .out = 2, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
