@@ -238,15 +238,22 @@ typedef struct {
     int li, chunks;
 } job;
 
+/* rows [*r0, *r1) of h: part `part` of `chunks` */
+static void part_rows(int h, int part, int chunks, int *r0, int *r1) {
+    *r0 = (int)((int64_t)h * part / chunks);
+    *r1 = (int)((int64_t)h * (part + 1) / chunks);
+}
+
 static void run_item(void *arg, int item, int tid) {
     job *j = arg;
     tern_qexec *e = j->e;
     const tern_qlayer *L = j->L;
-    int img = item / j->chunks, part = item % j->chunks;
+    const int img = item / j->chunks;
+    int r0, r1;
+    part_rows(e->m->tensors[L->out].h, item % j->chunks, j->chunks, &r0, &r1);
+    if (r0 >= r1) return;
     if (L->op == TERN_QOP_CONV) {
         const tern_qtensor *tx = &e->m->tensors[L->in[0]];
-        int oh = e->m->tensors[L->out].h, r0 = (int)((int64_t)oh * part / j->chunks), r1 = (int)((int64_t)oh * (part + 1) / j->chunks);
-        if (r0 >= r1) return;
         void *scratch = e->scratch[tid];
         const uint8_t *x = at(e, L->in[0], img);
         if (e->fuse_add[j->li] >= 0) {
@@ -265,8 +272,6 @@ static void run_item(void *arg, int item, int tid) {
                             r1, scratch);
         return;
     }
-    const int oh = e->m->tensors[L->out].h, r0 = (int)((int64_t)oh * part / j->chunks), r1 = (int)((int64_t)oh * (part + 1) / j->chunks);
-    if (r0 >= r1) return;
     switch (L->op) {   /* the ops split by rows (row_split); the others run whole in part 0 (chunks 1) */
     case TERN_QOP_ADD: op_add(e, L, img, r0, r1); break;
     case TERN_QOP_MAXPOOL: case TERN_QOP_AVGPOOL: case TERN_QOP_GLOBALAVGPOOL: op_pool(e, L, img, tid, r0, r1); break;
@@ -494,8 +499,9 @@ typedef struct { tern_qexec *e; const uint8_t *px; int chunks; } image_job;
 
 static void load_input_item(void *arg, int item, int tid) {
     const image_job *ij = arg;
-    const int h = ij->e->m->tensors[0].h, part = item % ij->chunks;
-    load_input(ij->e, ij->px, item / ij->chunks, (int)((int64_t)h * part / ij->chunks), (int)((int64_t)h * (part + 1) / ij->chunks));
+    int y0, y1;
+    part_rows(ij->e->m->tensors[0].h, item % ij->chunks, ij->chunks, &y0, &y1);
+    load_input(ij->e, ij->px, item / ij->chunks, y0, y1);
 }
 
 /* Split by output rows in the layer-major path: convs, and, with more than one thread, the

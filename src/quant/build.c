@@ -234,14 +234,8 @@ enum tern_status tern_q_build(qctx *q, tern_qmodel *m) {
         if (q->qt[l->out].same_as >= 0) m->tensors[l->out].exp = m->tensors[q->qt[l->out].same_as].exp;
         const tern_qtensor *tx = &m->tensors[l->in[0]], *ty = &m->tensors[l->out];
         int fi = tx->exp, fo = ty->exp;
-        if (l->op == TERN_QOP_AVGPOOL || l->op == TERN_QOP_GLOBALAVGPOOL) {
-            /* a mean has no more resolution than sum/n: cap the exponent so the factor is < 1 */
-            int n1 = l->op == TERN_QOP_GLOBALAVGPOOL ? tx->h * tx->w : 1, lg = 0;
-            while ((1 << lg) < n1) lg++;
-            if (ty->wide) fo = fi + lg - 1;
-            else if (fo > fi + lg - 1) fo = fi + lg - 1;
-            m->tensors[l->out].exp = fo;
-        }
+        if (l->op == TERN_QOP_AVGPOOL || l->op == TERN_QOP_GLOBALAVGPOOL)
+            m->tensors[l->out].exp = fo = tern_q_mean_exp(l->op, tx->h, tx->w, fi, fo, ty->wide);
         int li = add_layer(m, l->op, n->name);
         tern_qlayer *L = &m->layers[li];
         L->nin = l->nin;

@@ -79,6 +79,13 @@ void tern_qcache_layer_put(tern_qcache *c, int widx, const tern_wpolicy *pol, co
 void tern_qcache_layer_drop(tern_qcache *c, int widx);
 /* build.c */
 enum tern_status tern_q_build(qctx *q, tern_qmodel *m);
+/* The exponent of an average pool's (or global pool's, over in_h x in_w) output: a mean has no more
+ * resolution than sum/n, so fo is capped to make the factor < 1 (a wide output takes the cap). */
+static inline int tern_q_mean_exp(int op, int in_h, int in_w, int fi, int fo, int wide) {
+    int n1 = op == TERN_QOP_GLOBALAVGPOOL ? in_h * in_w : 1, lg = 0;
+    while ((1 << lg) < n1) lg++;
+    return wide || fo > fi + lg - 1 ? fi + lg - 1 : fo;
+}
 /* policy.c: the precision of weight layer l: the defaults, the
  * first/last and depthwise rules, then the per-layer overrides in order */
 tern_wpolicy tern_q_layer_policy(qctx *q, const low_layer *l);

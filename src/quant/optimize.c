@@ -234,12 +234,8 @@ static enum tern_status actq_grid(const qctx *q, signed char *grid, int *gexp) {
     for (int i = 0; i < q->nll; i++) {
         const low_layer *l = &q->ll[i];
         if (q->qt[l->out].same_as >= 0) e[l->out] = e[q->qt[l->out].same_as];
-        if (l->op == TERN_QOP_AVGPOOL || l->op == TERN_QOP_GLOBALAVGPOOL) {
-            const qt_info *tx = &q->qt[l->in[0]];
-            int n1 = l->op == TERN_QOP_GLOBALAVGPOOL ? tx->h * tx->w : 1, lg = 0;
-            while ((1 << lg) < n1) lg++;
-            if (!q->qt[l->out].wide && e[l->out] > e[l->in[0]] + lg - 1) e[l->out] = e[l->in[0]] + lg - 1;
-        }
+        if ((l->op == TERN_QOP_AVGPOOL || l->op == TERN_QOP_GLOBALAVGPOOL) && !q->qt[l->out].wide)
+            e[l->out] = tern_q_mean_exp(l->op, q->qt[l->in[0]].h, q->qt[l->in[0]].w, e[l->in[0]], e[l->out], 0);
     }
     for (int v = 0; v < g->nvalues; v++) grid[v] = 0, gexp[v] = 0;
     for (int t = 1; t < q->nqt; t++) {
